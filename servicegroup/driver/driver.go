@@ -1,0 +1,146 @@
+// Package driver is the service provider interface every muster backend
+// implements. One Driver is one session of one member on one backend: the
+// unit of liveness. Everything joined or locked through a session lives and
+// dies with it.
+//
+// The public API (package servicegroup) is built on this interface and owns
+// everything generic: the heartbeat loop, re-opening lost sessions, watches by
+// polling, elections on top of locks. A backend only stores records and
+// decides liveness by its own clock.
+package driver
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Options opens one session.
+type Options struct {
+	// URL is the backend address; its scheme selects the backend
+	// (e.g. "file:///var/lib/muster", "memory://test").
+	URL string
+	// Member is the id this session joins groups and takes locks as.
+	Member string
+	// Instance identifies the process that owns the session. A process has
+	// at most one session per Instance at a time, so opening a session ends
+	// every earlier session of the same Instance at once: that is how the
+	// ghost session of a killed plugin is cleared before its TTL runs out.
+	Instance string
+	// TTL is how long the session lives without a Heartbeat.
+	TTL time.Duration
+	// DialTimeout bounds Open against an unreachable backend.
+	DialTimeout time.Duration
+	// Logger receives the backend's diagnostics; nil means none.
+	Logger *zap.Logger
+}
+
+// Factory opens a session. Backends register one per URL scheme.
+type Factory func(ctx context.Context, opts Options) (Driver, error)
+
+// Token is a fencing token: it strictly increases across successive holders
+// of one lock name, so a resource can refuse a stale holder's writes.
+type Token uint64
+
+// Member is one live member of a group as the backend sees it.
+type Member struct {
+	ID string
+	// Capabilities are msgpack-encoded as tooz stores them; nil when the
+	// member has none. See EncodeCapabilities.
+	Capabilities []byte
+	// UpdatedAt is when the member's session was last renewed, by the
+	// backend's clock.
+	UpdatedAt time.Time
+	// ForcedDown is set by an operator (SetForcedDown) and outlives the
+	// member's sessions until cleared.
+	ForcedDown bool
+}
+
+// LockHolder says who holds a lock.
+type LockHolder struct {
+	Member string
+	Token  Token
+}
+
+// Driver is one member's session on one backend. Every method is safe for
+// concurrent use. After Close every method but Close and Done returns
+// ErrClosed.
+type Driver interface {
+	// Heartbeat renews the session. It returns ErrSessionLost once the
+	// session has expired or was ended by the backend.
+	Heartbeat(ctx context.Context) error
+	// Close leaves every group and releases every lock at once (not after
+	// the TTL). It is idempotent.
+	Close(ctx context.Context) error
+	// Done is closed when the session has ended: closed, expired, or ended
+	// by the backend. The core reacts by opening a new session.
+	Done() <-chan struct{}
+
+	// CreateGroup returns ErrGroupExists if the group exists.
+	CreateGroup(ctx context.Context, group string) error
+	// DeleteGroup returns ErrGroupNotFound or ErrGroupNotEmpty.
+	DeleteGroup(ctx context.Context, group string) error
+	// Groups lists every group; internal records never appear.
+	Groups(ctx context.Context) ([]string, error)
+
+	// Join adds this session's member to group with capabilities caps
+	// (msgpack, may be nil). ErrGroupNotFound, ErrMemberExists.
+	Join(ctx context.Context, group string, caps []byte) error
+	// Leave removes this session's member. ErrGroupNotFound, ErrNotMember.
+	Leave(ctx context.Context, group string) error
+	// Members lists the live members of group. ErrGroupNotFound.
+	Members(ctx context.Context, group string) ([]Member, error)
+	// SetCapabilities replaces this member's capabilities in group.
+	// ErrGroupNotFound, ErrNotMember.
+	SetCapabilities(ctx context.Context, group string, caps []byte) error
+	// SetForcedDown marks (or clears) member of group as forced down for
+	// every reader, whether or not the member is currently joined.
+	// ErrGroupNotFound.
+	SetForcedDown(ctx context.Context, group, member string, down bool) error
+
+	// TryLock takes lock name for this session and returns its fencing
+	// token, or ErrLockHeld if anyone holds it (this session included:
+	// locks are not re-entrant).
+	TryLock(ctx context.Context, name string) (Token, error)
+	// Unlock releases the lock if this session holds it with token;
+	// otherwise ErrNotLocked, and nothing is freed.
+	Unlock(ctx context.Context, name string, token Token) error
+	// LockHolder says who holds name; ErrNotLocked when nobody does.
+	LockHolder(ctx context.Context, name string) (LockHolder, error)
+	// BreakLock frees name whoever holds it (an operator's action);
+	// ErrNotLocked when nobody does.
+	BreakLock(ctx context.Context, name string) error
+}
+
+// Optional capabilities. The core finds them by type assertion and falls
+// back to a generic implementation when a backend lacks one.
+
+// EventType says what happened to a member.
+type EventType int
+
+// Membership event types.
+const (
+	Joined EventType = iota + 1
+	Left
+)
+
+// Event is one membership change seen by a native watch.
+type Event struct {
+	Type   EventType
+	Group  string
+	Member string
+}
+
+// Watcher is implemented by backends with native change streams
+// (ZooKeeper watches, etcd watch). The channel is closed when ctx ends or
+// the stream fails; errc then carries the reason (nil after ctx ended).
+type Watcher interface {
+	Watch(ctx context.Context, group string) (events <-chan Event, errc <-chan error, err error)
+}
+
+// LockWaiter is implemented by backends that can block on a lock natively.
+// Lock returns ctx.Err() when ctx ends first.
+type LockWaiter interface {
+	Lock(ctx context.Context, name string) (Token, error)
+}

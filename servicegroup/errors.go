@@ -1,0 +1,27 @@
+package servicegroup
+
+import "github.com/musterhq/muster/servicegroup/driver"
+
+// The errors every call may return, checked with errors.Is. They are the
+// driver's sentinels, so an error from any backend, in-process or through a
+// plugin, matches them.
+var (
+	ErrGroupNotFound = driver.ErrGroupNotFound
+	ErrGroupExists   = driver.ErrGroupExists
+	ErrGroupNotEmpty = driver.ErrGroupNotEmpty
+	ErrMemberExists  = driver.ErrMemberExists
+	ErrNotMember     = driver.ErrNotMember
+	ErrNotSupported  = driver.ErrNotSupported
+	ErrSessionLost   = driver.ErrSessionLost
+	ErrClosed        = driver.ErrClosed
+	ErrLockHeld      = driver.ErrLockHeld
+	ErrNotLocked     = driver.ErrNotLocked
+	ErrNoLeader      = driver.ErrNoLeader
+	ErrNotLeader     = driver.ErrNotLeader
+	ErrInvalidName   = driver.ErrInvalidName
+	ErrUnavailable   = driver.ErrUnavailable
+)
+
+// Token is a fencing token: it strictly increases across successive holders
+// of one lock name.
+type Token = driver.Token

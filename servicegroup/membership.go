@@ -1,0 +1,231 @@
+package servicegroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/musterhq/muster/servicegroup/driver"
+)
+
+// Capabilities are what a member says about itself: plain values (maps with
+// string keys, lists, strings, integers, floats, booleans, byte strings,
+// nil), stored msgpack-encoded as tooz stores them. Read back, integers are
+// int64 (uint64 above math.MaxInt64), floats float64, maps map[string]any
+// and lists []any.
+type Capabilities = map[string]any
+
+// Member is a live member of a group.
+type Member struct {
+	ID           string
+	Capabilities Capabilities
+	// UpdatedAt is the member's last heartbeat by the backend's clock.
+	UpdatedAt time.Time
+	// ForcedDown is set by an operator (ForceDown); such a member is live
+	// but not up.
+	ForcedDown bool
+}
+
+// Up reports whether the member may be given work: live and not forced
+// down.
+func (m Member) Up() bool { return !m.ForcedDown }
+
+func validGroup(group string) error {
+	if err := driver.ValidateName("group", group); err != nil {
+		return fmt.Errorf("servicegroup: %w", err)
+	}
+	return nil
+}
+
+// CreateGroup creates group; ErrGroupExists if it exists.
+func (s *ServiceGroup) CreateGroup(ctx context.Context, group string) error {
+	if err := validGroup(group); err != nil {
+		return err
+	}
+	return s.do(ctx, func(d driver.Driver) error { return d.CreateGroup(ctx, group) })
+}
+
+// DeleteGroup deletes group; ErrGroupNotFound, or ErrGroupNotEmpty while a
+// member is live.
+func (s *ServiceGroup) DeleteGroup(ctx context.Context, group string) error {
+	if err := validGroup(group); err != nil {
+		return err
+	}
+	return s.do(ctx, func(d driver.Driver) error { return d.DeleteGroup(ctx, group) })
+}
+
+// Groups lists every group, sorted.
+func (s *ServiceGroup) Groups(ctx context.Context) ([]string, error) {
+	var gs []string
+	err := s.do(ctx, func(d driver.Driver) (err error) {
+		gs, err = d.Groups(ctx)
+		return err
+	})
+	sort.Strings(gs)
+	return gs, err
+}
+
+// Join adds this member to group with caps, and keeps it there: the member
+// stays up while this process heartbeats, and is re-joined with the same
+// capabilities if the session is lost. ErrGroupNotFound if group does not
+// exist (see JoinOrCreate), ErrMemberExists if the member id is taken.
+func (s *ServiceGroup) Join(ctx context.Context, group string, caps Capabilities) error {
+	return s.join(ctx, group, caps, false)
+}
+
+// JoinOrCreate is Join, creating group first if needed (Nova's join). Two
+// processes racing to create the group both succeed.
+func (s *ServiceGroup) JoinOrCreate(ctx context.Context, group string, caps Capabilities) error {
+	return s.join(ctx, group, caps, true)
+}
+
+func (s *ServiceGroup) join(ctx context.Context, group string, caps Capabilities, create bool) error {
+	if err := validGroup(group); err != nil {
+		return err
+	}
+	b, err := driver.EncodeCapabilities(caps)
+	if err != nil {
+		return fmt.Errorf("servicegroup: join %q: %w", group, err)
+	}
+	err = s.do(ctx, func(d driver.Driver) error {
+		err := d.Join(ctx, group, b)
+		if create && errors.Is(err, driver.ErrGroupNotFound) {
+			if err = d.CreateGroup(ctx, group); err == nil || errors.Is(err, driver.ErrGroupExists) {
+				err = d.Join(ctx, group, b)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.joined[group] = &joined{caps: b, create: create}
+	s.mu.Unlock()
+	return nil
+}
+
+// Leave removes this member from group. ErrNotMember, ErrGroupNotFound.
+func (s *ServiceGroup) Leave(ctx context.Context, group string) error {
+	if err := validGroup(group); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.joined, group) // even if Leave fails: do not re-join it
+	s.mu.Unlock()
+	return s.do(ctx, func(d driver.Driver) error { return d.Leave(ctx, group) })
+}
+
+// SetCapabilities replaces this member's capabilities in group; others see
+// them on their next read. ErrNotMember if not joined.
+func (s *ServiceGroup) SetCapabilities(ctx context.Context, group string, caps Capabilities) error {
+	if err := validGroup(group); err != nil {
+		return err
+	}
+	b, err := driver.EncodeCapabilities(caps)
+	if err != nil {
+		return fmt.Errorf("servicegroup: set capabilities in %q: %w", group, err)
+	}
+	if err := s.do(ctx, func(d driver.Driver) error { return d.SetCapabilities(ctx, group, b) }); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if j, ok := s.joined[group]; ok {
+		j.caps = b
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// Members lists the live members of group, sorted by id, forced-down ones
+// included (see Member.ForcedDown). ErrGroupNotFound.
+func (s *ServiceGroup) Members(ctx context.Context, group string) ([]Member, error) {
+	if err := validGroup(group); err != nil {
+		return nil, err
+	}
+	var raw []driver.Member
+	if err := s.do(ctx, func(d driver.Driver) (err error) {
+		raw, err = d.Members(ctx, group)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]Member, 0, len(raw))
+	for _, m := range raw {
+		caps, err := driver.DecodeCapabilities(m.Capabilities)
+		if err != nil {
+			// One member's unreadable record must not hide the others.
+			s.log.Sugar().Warnw("unreadable capabilities", "group", group, "member", m.ID, "error", err)
+			caps = Capabilities{}
+		}
+		out = append(out, Member{ID: m.ID, Capabilities: caps, UpdatedAt: m.UpdatedAt, ForcedDown: m.ForcedDown})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// GetAll lists the members of group that are up (live, not forced down):
+// Nova's get_all, the hosts a scheduler may use.
+func (s *ServiceGroup) GetAll(ctx context.Context, group string) ([]Member, error) {
+	ms, err := s.Members(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	up := ms[:0]
+	for _, m := range ms {
+		if m.Up() {
+			up = append(up, m)
+		}
+	}
+	return up, nil
+}
+
+// IsUp reports whether member of group is live and not forced down.
+func (s *ServiceGroup) IsUp(ctx context.Context, group, member string) (bool, error) {
+	m, err := s.member(ctx, group, member)
+	if errors.Is(err, driver.ErrNotMember) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return m.Up(), nil
+}
+
+// UpdatedAt is member's last heartbeat by the backend's clock;
+// ErrNotMember if it is not live in group.
+func (s *ServiceGroup) UpdatedAt(ctx context.Context, group, member string) (time.Time, error) {
+	m, err := s.member(ctx, group, member)
+	return m.UpdatedAt, err
+}
+
+func (s *ServiceGroup) member(ctx context.Context, group, member string) (Member, error) {
+	if err := driver.ValidateName("member", member); err != nil {
+		return Member{}, fmt.Errorf("servicegroup: %w", err)
+	}
+	ms, err := s.Members(ctx, group)
+	if err != nil {
+		return Member{}, err
+	}
+	for _, m := range ms {
+		if m.ID == member {
+			return m, nil
+		}
+	}
+	return Member{}, fmt.Errorf("servicegroup: %q in group %q: %w", member, group, driver.ErrNotMember)
+}
+
+// ForceDown marks member of group down for every reader until cleared with
+// down=false (Nova's forced_down): an operator fencing a host that may still
+// heartbeat. The mark outlives the member's sessions.
+func (s *ServiceGroup) ForceDown(ctx context.Context, group, member string, down bool) error {
+	if err := validGroup(group); err != nil {
+		return err
+	}
+	if err := driver.ValidateName("member", member); err != nil {
+		return fmt.Errorf("servicegroup: %w", err)
+	}
+	return s.do(ctx, func(d driver.Driver) error { return d.SetForcedDown(ctx, group, member, down) })
+}
