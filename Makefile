@@ -1,0 +1,46 @@
+# muster — build, test, run.
+GO        ?= go
+BIN       := bin
+TEST_DEPS := python3-tooz python3-msgpack
+PLUGINS   := file
+
+.PHONY: all build run test vet fmt-check bench proto deps clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/muster ./cmd/muster
+	@for p in $(PLUGINS); do \
+		$(GO) build -o $(BIN)/muster-plugin-$$p ./plugins/$$p/cmd/muster-plugin-$$p || exit 1; \
+	done
+
+# The demo: compute and central agents on the file backend, no server.
+run: build
+	./$(BIN)/muster demo
+
+deps:
+	./scripts/deps.sh $(TEST_DEPS)
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+
+# The whole suite, as CI runs it: real processes, race detector, no cache.
+test: deps build vet fmt-check
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./servicegroup/... ./plugins/...
+	cd bench/hashring && $(GO) run .
+
+# Regenerates plugins/proto (needs Debian's protobuf-compiler).
+proto:
+	./scripts/deps.sh protobuf-compiler
+	./plugins/proto/gen.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/musterhq/muster/servicegroup"
+)
+
+func init() {
+	commands["groups"] = &command{
+		usage: "groups",
+		help:  "list the groups",
+		nargs: exactly(0),
+		run:   runGroups,
+	}
+	commands["members"] = &command{
+		usage: "members GROUP",
+		help:  "list a group's live members (--json: id, capabilities, updated_at, up)",
+		nargs: exactly(1),
+		run:   runMembers,
+	}
+	commands["is-up"] = &command{
+		usage: "is-up GROUP MEMBER",
+		help:  "print up or down; exit 0 when up, 1 when down, 2 on error",
+		nargs: exactly(2),
+		run:   runIsUp,
+	}
+	commands["join"] = &command{
+		usage: "join GROUP MEMBER [--caps JSON]",
+		help:  "join (creating the group if needed) and heartbeat until SIGINT/SIGTERM, then leave",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			fs.StringVar(&o.caps, "caps", "", "capabilities as a JSON `object`")
+		},
+		nargs: exactly(2),
+		run:   runJoin,
+	}
+	commands["force-down"] = &command{
+		usage: "force-down GROUP MEMBER [--clear]",
+		help:  "mark a member down for every reader until cleared (Nova's forced_down)",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			fs.BoolVar(&o.clear, "clear", false, "clear the mark")
+		},
+		nargs: exactly(2),
+		run:   runForceDown,
+	}
+}
+
+func runGroups(ctx context.Context, e *env, _ []string) error {
+	sg, err := e.open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	gs, err := sg.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	if e.o.json {
+		if gs == nil {
+			gs = []string{}
+		}
+		return json.NewEncoder(e.stdout).Encode(gs)
+	}
+	for _, g := range gs {
+		fmt.Fprintln(e.stdout, g)
+	}
+	return nil
+}
+
+// memberJSON is a member as `members --json` prints it.
+type memberJSON struct {
+	ID           string         `json:"id"`
+	Capabilities map[string]any `json:"capabilities"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+	Up           bool           `json:"up"`
+	ForcedDown   bool           `json:"forced_down"`
+}
+
+func runMembers(ctx context.Context, e *env, args []string) error {
+	sg, err := e.open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	ms, err := sg.Members(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if e.o.json {
+		out := make([]memberJSON, 0, len(ms))
+		for _, m := range ms {
+			out = append(out, memberJSON{ID: m.ID, Capabilities: m.Capabilities, UpdatedAt: m.UpdatedAt.UTC(), Up: m.Up(), ForcedDown: m.ForcedDown})
+		}
+		return json.NewEncoder(e.stdout).Encode(out)
+	}
+	for _, m := range ms {
+		state := "up"
+		if !m.Up() {
+			state = "forced-down"
+		}
+		caps, _ := json.Marshal(m.Capabilities)
+		fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\n", m.ID, state, m.UpdatedAt.UTC().Format(time.RFC3339Nano), caps)
+	}
+	return nil
+}
+
+func runIsUp(ctx context.Context, e *env, args []string) error {
+	sg, err := e.open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	up, err := sg.IsUp(ctx, args[0], args[1])
+	if err != nil {
+		return err
+	}
+	if e.o.json {
+		_ = json.NewEncoder(e.stdout).Encode(map[string]any{"group": args[0], "member": args[1], "up": up})
+	} else if up {
+		fmt.Fprintln(e.stdout, "up")
+	} else {
+		fmt.Fprintln(e.stdout, "down")
+	}
+	if !up {
+		return &exitError{code: 1}
+	}
+	return nil
+}
+
+func runJoin(ctx context.Context, e *env, args []string) error {
+	caps, err := parseCaps(e.o.caps)
+	if err != nil {
+		return err
+	}
+	group, member := args[0], args[1]
+	sg, err := e.open(ctx, member)
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	if err := sg.JoinOrCreate(ctx, group, caps); err != nil {
+		return err
+	}
+	e.log.Sugar().Infow("joined; heartbeating until SIGINT/SIGTERM", "group", group, "member", member)
+	<-ctx.Done()
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sg.Leave(leaveCtx, group); err != nil && !errors.Is(err, servicegroup.ErrNotMember) {
+		return err
+	}
+	return sg.Close(leaveCtx)
+}
+
+func runForceDown(ctx context.Context, e *env, args []string) error {
+	sg, err := e.open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	return sg.ForceDown(ctx, args[0], args[1], !e.o.clear)
+}
+
+// parseCaps reads --caps: a JSON object whose whole numbers become integers
+// (JSON has one number type; capabilities keep two, as tooz's msgpack does).
+func parseCaps(s string) (map[string]any, error) {
+	if s == "" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("--caps: not JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("--caps: trailing data after the JSON object")
+	}
+	m, ok := numbers(v).(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("--caps: want a JSON object, got %s", s)
+	}
+	return m, nil
+}
+
+func numbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		for k, e := range x {
+			x[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = numbers(e)
+		}
+	}
+	return v
+}

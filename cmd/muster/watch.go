@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/musterhq/muster/servicegroup"
+)
+
+func init() {
+	commands["watch"] = &command{
+		usage: "watch GROUP",
+		help:  "print one line per event (joined, left, leader) until interrupted",
+		nargs: exactly(1),
+		run:   runWatch,
+	}
+	commands["leader"] = &command{
+		usage: "leader GROUP",
+		help:  "print the member leading GROUP (exit 1 when nobody leads)",
+		nargs: exactly(1),
+		run:   runLeader,
+	}
+	commands["campaign"] = &command{
+		usage: "campaign GROUP MEMBER",
+		help:  "run for leader of GROUP as MEMBER and stay leader until SIGINT/SIGTERM",
+		nargs: exactly(2),
+		run:   runCampaign,
+	}
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+type eventJSON struct {
+	Type         string         `json:"type"`
+	Group        string         `json:"group"`
+	Member       string         `json:"member"`
+	Capabilities map[string]any `json:"capabilities,omitempty"`
+}
+
+func runWatch(ctx context.Context, e *env, args []string) error {
+	sg, err := e.open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	w, err := sg.Watch(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(e.stdout)
+	for ev := range w.Events() {
+		if e.o.json {
+			if err := enc.Encode(eventJSON{Type: ev.Type.String(), Group: ev.Group, Member: ev.Member, Capabilities: ev.Capabilities}); err != nil {
+				return err
+			}
+			continue
+		}
+		switch {
+		case ev.Type == servicegroup.LeaderChanged && ev.Member == "":
+			_, err = fmt.Fprintf(e.stdout, "leader %s (none)\n", ev.Group)
+		default:
+			_, err = fmt.Fprintf(e.stdout, "%s %s %s\n", ev.Type, ev.Group, ev.Member)
+		}
+		if err != nil {
+			return err // stdout closed: stop
+		}
+	}
+	return w.Err()
+}
+
+func runLeader(ctx context.Context, e *env, args []string) error {
+	sg, err := e.open(ctx, "")
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	l, err := sg.Leader(ctx, args[0])
+	if errors.Is(err, servicegroup.ErrNoLeader) {
+		if e.o.json {
+			_ = json.NewEncoder(e.stdout).Encode(map[string]any{"group": args[0], "leader": nil})
+		}
+		return &exitError{code: 1, err: err}
+	}
+	if err != nil {
+		return err
+	}
+	if e.o.json {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"group": args[0], "leader": l})
+	}
+	fmt.Fprintln(e.stdout, l)
+	return nil
+}
+
+func runCampaign(ctx context.Context, e *env, args []string) error {
+	group, member := args[0], args[1]
+	sg, err := e.open(ctx, member)
+	if err != nil {
+		return err
+	}
+	defer sg.Close(context.Background())
+	lead, err := sg.Campaign(ctx, group)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while waiting
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "leader %s %s\n", group, member)
+	select {
+	case <-ctx.Done():
+		return lead.Resign(context.Background())
+	case <-lead.Lost():
+		return fmt.Errorf("campaign: leadership of %q lost", group)
+	}
+}
