@@ -1,0 +1,43 @@
+package servicegroup_test
+
+import (
+	"context"
+	"fmt"
+
+	_ "github.com/musterhq/muster/plugins/memory" // link the memory backend in-process
+	"github.com/musterhq/muster/servicegroup"
+)
+
+// A compute host joins; the scheduler side sees it up, with its
+// capabilities.
+func Example() {
+	ctx := context.Background()
+	host, err := servicegroup.Open(ctx, servicegroup.Config{URL: "memory://example", Member: "compute-1"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer host.Close(ctx)
+	if err := host.JoinOrCreate(ctx, "compute", servicegroup.Capabilities{"vcpus": 8}); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	scheduler, err := servicegroup.Open(ctx, servicegroup.Config{URL: "memory://example", Member: "scheduler"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer scheduler.Close(ctx)
+	up, _ := scheduler.IsUp(ctx, "compute", "compute-1")
+	hosts, _ := scheduler.GetAll(ctx, "compute")
+	fmt.Println(up, hosts[0].ID, hosts[0].Capabilities["vcpus"])
+
+	lock := scheduler.Lock("placement")
+	token, _ := lock.Acquire(ctx)
+	fmt.Println("fencing token", token)
+	_ = lock.Release(ctx)
+	// Output:
+	// true compute-1 8
+	// fencing token 1
+}
