@@ -57,7 +57,8 @@ type Session struct {
 
 // Log configures the zap logger.
 type Log struct {
-	// Level is debug, info, warn or error. Default info.
+	// Level is debug, info, warn or error. Default: info for long-running
+	// commands (agents, join, campaign, watch), warn for one-shot ones.
 	Level string `toml:"level"`
 	// Format is console or json. Default console.
 	Format string `toml:"format"`
@@ -128,7 +129,7 @@ func Default() Config {
 			HeartbeatInterval: Duration{servicegroup.DefaultHeartbeatInterval},
 			MemberTTL:         Duration{servicegroup.DefaultMemberTTL},
 		},
-		Log: Log{Level: "info", Format: "console"},
+		Log: Log{Format: "console"},
 		Agent: Agents{
 			Compute: Compute{Group: "compute", Listen: "127.0.0.1:0"},
 			Central: Central{Group: "central", Listen: "127.0.0.1:0",

@@ -132,7 +132,7 @@ func (c Config) Validate() error {
 		return bad("session.member_ttl", "must be positive")
 	}
 	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
+	case "", "debug", "info", "warn", "error":
 	default:
 		return bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
 	}

@@ -8,8 +8,12 @@ import (
 )
 
 // Logger builds the zap logger the Log section describes, writing to stderr.
+// An unset level means info.
 func (l Log) Logger() (*zap.Logger, error) {
 	var lvl zapcore.Level
+	if l.Level == "" {
+		l.Level = "info"
+	}
 	if err := lvl.UnmarshalText([]byte(l.Level)); err != nil {
 		return nil, &Error{Key: "log.level", Msg: err.Error()}
 	}

@@ -1,12 +1,18 @@
 package servicegroup
 
 import (
-	"fmt"
-
+	"github.com/musterhq/muster/plugins/host"
 	"github.com/musterhq/muster/servicegroup/driver"
 )
 
-// pluginFactory starts sessions in plugin processes. TEMPORARY until plugins/host lands.
+// pluginFactory starts each session in its own plugin process
+// (muster-plugin-<scheme>), verified against the pinned checksum if any.
+// The keeper treats a dead plugin like any lost session: it calls the
+// factory again, which restarts the plugin with backoff.
 func pluginFactory(cfg Config, scheme string) (driver.Factory, error) {
-	return nil, fmt.Errorf("plugin mode: %w", driver.ErrNotSupported)
+	return host.Config{
+		Dir:       cfg.PluginDir,
+		Checksums: cfg.PluginChecksums,
+		Logger:    cfg.Logger,
+	}.Factory(scheme), nil
 }

@@ -30,26 +30,29 @@ import (
 type command struct {
 	usage string // "members GROUP"
 	help  string
-	flags func(fs *flag.FlagSet, o *opts)
-	nargs func(n int) bool
-	run   func(ctx context.Context, e *env, args []string) error
+	// longRunning commands log at info by default; one-shot ones at warn,
+	// so scripts see only their output.
+	longRunning bool
+	flags       func(fs *flag.FlagSet, o *opts)
+	nargs       func(n int) bool
+	run         func(ctx context.Context, e *env, args []string) error
 }
 
 var commands = map[string]*command{}
 
 // opts are every flag's value; commands read the ones they declared.
 type opts struct {
-	config, url, mode, member string
-	heartbeat, ttl              time.Duration
-	json                        bool
-	caps                        string
-	clear                       bool
-	timeout                     time.Duration
-	noWait                      bool
-	algorithm                   string
-	replicas                    int
-	listen, output, tasksGroup  string
-	pollInterval                time.Duration
+	config, url, mode, member  string
+	heartbeat, ttl             time.Duration
+	json                       bool
+	caps                       string
+	clear                      bool
+	timeout                    time.Duration
+	noWait                     bool
+	algorithm                  string
+	replicas                   int
+	listen, output, tasksGroup string
+	pollInterval               time.Duration
 }
 
 // env is what a command runs with.
@@ -154,7 +157,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	if !c.nargs(len(pos)) {
 		return fmt.Errorf("%s: wrong number of arguments (usage: muster %s)", name, c.usage)
 	}
-	e, err := newEnv(o, fs, stdout, stderr)
+	e, err := newEnv(o, fs, c.longRunning, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -209,7 +212,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func newEnv(o opts, fs *flag.FlagSet, stdout, stderr io.Writer) (*env, error) {
+func newEnv(o opts, fs *flag.FlagSet, longRunning bool, stdout, stderr io.Writer) (*env, error) {
 	cfg, err := config.Load(o.config)
 	if err != nil {
 		return nil, err
@@ -230,6 +233,9 @@ func newEnv(o opts, fs *flag.FlagSet, stdout, stderr io.Writer) (*env, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w (after command-line overrides)", err)
+	}
+	if cfg.Log.Level == "" && !longRunning {
+		cfg.Log.Level = "warn"
 	}
 	log, err := cfg.Log.Logger()
 	if err != nil {

@@ -32,8 +32,9 @@ func init() {
 		run:   runIsUp,
 	}
 	commands["join"] = &command{
-		usage: "join GROUP MEMBER [--caps JSON]",
-		help:  "join (creating the group if needed) and heartbeat until SIGINT/SIGTERM, then leave",
+		longRunning: true,
+		usage:       "join GROUP MEMBER [--caps JSON]",
+		help:        "join (creating the group if needed) and heartbeat until SIGINT/SIGTERM, then leave",
 		flags: func(fs *flag.FlagSet, o *opts) {
 			fs.StringVar(&o.caps, "caps", "", "capabilities as a JSON `object`")
 		},

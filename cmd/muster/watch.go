@@ -14,10 +14,11 @@ import (
 
 func init() {
 	commands["watch"] = &command{
-		usage: "watch GROUP",
-		help:  "print one line per event (joined, left, leader) until interrupted",
-		nargs: exactly(1),
-		run:   runWatch,
+		longRunning: true,
+		usage:       "watch GROUP",
+		help:        "print one line per event (joined, left, leader) until interrupted",
+		nargs:       exactly(1),
+		run:         runWatch,
 	}
 	commands["leader"] = &command{
 		usage: "leader GROUP",
@@ -26,10 +27,11 @@ func init() {
 		run:   runLeader,
 	}
 	commands["campaign"] = &command{
-		usage: "campaign GROUP MEMBER",
-		help:  "run for leader of GROUP as MEMBER and stay leader until SIGINT/SIGTERM",
-		nargs: exactly(2),
-		run:   runCampaign,
+		longRunning: true,
+		usage:       "campaign GROUP MEMBER",
+		help:        "run for leader of GROUP as MEMBER and stay leader until SIGINT/SIGTERM",
+		nargs:       exactly(2),
+		run:         runCampaign,
 	}
 }
 
