@@ -142,16 +142,28 @@ func (l *Lock) acquire(ctx context.Context) (Token, error) {
 func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	held, tok, d := l.held, l.token, l.drv
-	l.held = false
 	l.mu.Unlock()
 	if !held {
 		return fmt.Errorf("servicegroup: release %q: %w (not held by this Lock)", l.name, driver.ErrNotLocked)
 	}
+	l.mu.Lock()
+	if l.held && l.drv == d && l.token == tok {
+		l.held = false
+	}
+	l.mu.Unlock()
 	s := l.sg
 	s.mu.Lock()
 	delete(s.locks, l)
 	s.mu.Unlock()
-	return d.Unlock(ctx, l.name, tok)
+	err := d.Unlock(ctx, l.name, tok)
+	if errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed) {
+		// The session ended before the keeper noticed: the lock went with it.
+		l.markLost(d)
+		if !errors.Is(err, driver.ErrNotLocked) {
+			err = fmt.Errorf("servicegroup: release %q: %w (%w)", l.name, driver.ErrNotLocked, err)
+		}
+	}
+	return err
 }
 
 // Token is the fencing token of the current holding, 0 when not held.

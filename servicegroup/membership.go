@@ -89,7 +89,9 @@ func (s *ServiceGroup) join(ctx context.Context, group string, caps Capabilities
 	if err != nil {
 		return fmt.Errorf("servicegroup: join %q: %w", group, err)
 	}
+	var used driver.Driver
 	err = s.do(ctx, func(d driver.Driver) error {
+		used = d
 		err := d.Join(ctx, group, b)
 		if create && errors.Is(err, driver.ErrGroupNotFound) {
 			if err = d.CreateGroup(ctx, group); err == nil || errors.Is(err, driver.ErrGroupExists) {
@@ -102,7 +104,8 @@ func (s *ServiceGroup) join(ctx context.Context, group string, caps Capabilities
 		return err
 	}
 	s.mu.Lock()
-	s.joined[group] = &joined{caps: b, create: create}
+	// If the session was replaced meanwhile, the keeper re-joins it.
+	s.joined[group] = &joined{caps: b, create: create, pending: s.drv != used}
 	s.mu.Unlock()
 	return nil
 }

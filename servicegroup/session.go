@@ -38,8 +38,9 @@ type ServiceGroup struct {
 }
 
 type joined struct {
-	caps   []byte
-	create bool // joined with JoinOrCreate: re-create the group if it is gone
+	caps    []byte
+	create  bool // joined with JoinOrCreate: re-create the group if it is gone
+	pending bool // not (yet) joined through the current session
 }
 
 func newServiceGroup(cfg Config, backend string, f driver.Factory) *ServiceGroup {
@@ -72,37 +73,51 @@ func (s *ServiceGroup) start() {
 }
 
 // keep is the session's keeper: it heartbeats every interval and replaces a
-// session the backend has ended.
+// session the backend has ended. A session whose heartbeats have all failed
+// for a TTL is treated as lost here too: the backend has expired it by its
+// own clock (or will at once), so locks and leadership must be reported lost
+// now, not when the backend is reachable again.
 func (s *ServiceGroup) keep() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
+	// lastOK is when the last successful heartbeat was sent: the backend
+	// renewed the session no earlier, so it expires no earlier than
+	// lastOK+TTL.
+	lastOK := time.Now()
 	for {
 		s.mu.Lock()
 		d := s.drv
 		s.mu.Unlock()
+		beat := func() {
+			sent := time.Now()
+			err := s.heartbeat(d)
+			switch {
+			case errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed):
+				s.recover(d, err.Error())
+				lastOK = time.Now()
+			case err != nil && time.Since(lastOK) >= s.cfg.MemberTTL:
+				s.recover(d, fmt.Sprintf("no heartbeat succeeded for %v (member TTL): %v", time.Since(lastOK).Round(time.Millisecond), err))
+				lastOK = time.Now()
+			case err != nil:
+				// The session lives until its TTL: keep trying.
+				s.log.Warn("heartbeat failed", zap.Error(err))
+			default:
+				lastOK = sent
+				s.rejoinPending(d)
+				s.checkLocks(d)
+			}
+		}
 		select {
 		case <-s.stop:
 			return
 		case <-d.Done():
 			s.recover(d, "backend ended the session")
+			lastOK = time.Now()
 		case <-s.kick:
-			if err := s.heartbeat(d); errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed) {
-				s.recover(d, err.Error())
-			}
+			beat()
 		case <-t.C:
-			err := s.heartbeat(d)
-			switch {
-			case errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed):
-				s.recover(d, err.Error())
-			case err != nil:
-				// A transient failure: the session lives until its TTL, so
-				// keep trying; the backend decides when it is lost.
-				s.log.Warn("heartbeat failed", zap.Error(err))
-			default:
-				s.rejoinPending(d)
-				s.checkLocks(d)
-			}
+			beat()
 		}
 	}
 }
@@ -125,6 +140,9 @@ func (s *ServiceGroup) recover(old driver.Driver, why string) {
 	}
 	lost := s.locks
 	s.locks = map[*Lock]struct{}{}
+	for _, j := range s.joined {
+		j.pending = true
+	}
 	s.mu.Unlock()
 	for l := range lost {
 		l.markLost(old)
@@ -162,13 +180,17 @@ func (s *ServiceGroup) recover(old driver.Driver, why string) {
 	}
 }
 
-// rejoinPending joins d to every group this member should be in but is not
-// listed in (after a new session, or a join that raced a ghost record).
+// rejoinPending joins d to every group this member was in but has not
+// re-joined through d yet. A join refused because the member id is still
+// taken (the ghost of the lost session, until its TTL) stays pending and is
+// tried again on the next heartbeat.
 func (s *ServiceGroup) rejoinPending(d driver.Driver) {
 	s.mu.Lock()
-	want := make(map[string]joined, len(s.joined))
+	want := map[string]joined{}
 	for g, j := range s.joined {
-		want[g] = *j
+		if j.pending {
+			want[g] = *j
+		}
 	}
 	s.mu.Unlock()
 	for g, j := range want {
@@ -183,12 +205,13 @@ func (s *ServiceGroup) rejoinPending(d driver.Driver) {
 		switch {
 		case err == nil:
 			s.log.Info("re-joined group", zap.String("group", g))
-		case errors.Is(err, driver.ErrMemberExists):
-			// Already in (this session), or a ghost that has yet to expire:
-			// the next tick tries again if we are not listed.
-			if !s.listed(d, g) {
-				s.log.Warn("member id still taken; will retry", zap.String("group", g))
+			s.mu.Lock()
+			if cur, ok := s.joined[g]; ok {
+				cur.pending = false
 			}
+			s.mu.Unlock()
+		case errors.Is(err, driver.ErrMemberExists):
+			s.log.Warn("member id still taken (the lost session's record?); will retry", zap.String("group", g))
 		case errors.Is(err, driver.ErrGroupNotFound):
 			s.log.Warn("group deleted while the session was lost; not re-joining", zap.String("group", g))
 			s.mu.Lock()
@@ -198,21 +221,6 @@ func (s *ServiceGroup) rejoinPending(d driver.Driver) {
 			s.log.Warn("re-joining group failed; will retry", zap.String("group", g), zap.Error(err))
 		}
 	}
-}
-
-func (s *ServiceGroup) listed(d driver.Driver, group string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HeartbeatInterval)
-	defer cancel()
-	ms, err := d.Members(ctx, group)
-	if err != nil {
-		return true // unknown: do not churn
-	}
-	for _, m := range ms {
-		if m.ID == s.cfg.Member {
-			return true
-		}
-	}
-	return false
 }
 
 // checkLocks finds locks broken behind this session's back (an operator's
