@@ -1,0 +1,403 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+
+	"github.com/musterhq/muster/servicegroup/driver"
+)
+
+// CreateGroup makes the group's directory; mkdir is atomic, so it needs no
+// flock.
+func (s *session) CreateGroup(ctx context.Context, group string) error {
+	const op = "create group"
+	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
+	if err != nil {
+		return err
+	}
+	defer end()
+	if err := checkName("group", group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	err = os.Mkdir(s.path(groupsDir, group), dirPerm)
+	if errors.Is(err, fs.ErrExist) {
+		err = driver.ErrGroupExists
+	}
+	return driver.Errorf(backend, op, group, err)
+}
+
+// DeleteGroup removes a group without live members, with its forced-down
+// marks and the records of its dead members.
+func (s *session) DeleteGroup(ctx context.Context, group string) error {
+	const op = "delete group"
+	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
+	if err != nil {
+		return err
+	}
+	defer end()
+	if err := checkName("group", group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	defer unlock()
+	j, err := s.judge()
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	live, _, err := s.scanGroup(j, group)
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if len(live) > 0 {
+		return driver.Errorf(backend, op, group, driver.ErrGroupNotEmpty)
+	}
+	// Rename first so that the group vanishes at once for readers; what is
+	// left in tmp/ if this process dies is removed by the next Open.
+	gone := s.path(tmpDir, "g-"+randomHex(8))
+	if err := os.Rename(s.path(groupsDir, group), gone); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	return driver.Errorf(backend, op, group, os.RemoveAll(s.path(marksDir, group)))
+}
+
+// Groups lists the group directories.
+func (s *session) Groups(ctx context.Context) ([]string, error) {
+	const op = "list groups"
+	end, err := s.begin(ctx, op, "", driver.ErrSessionLost)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	entries, err := os.ReadDir(s.path(groupsDir))
+	if err != nil {
+		return nil, driver.Errorf(backend, op, "", err)
+	}
+	out := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// Join writes this member's record into the group, replacing a dead
+// session's record of the same member.
+func (s *session) Join(ctx context.Context, group string, caps []byte) error {
+	const op = "join"
+	return s.writeMember(ctx, op, group, caps, true)
+}
+
+// SetCapabilities rewrites this member's record with caps.
+func (s *session) SetCapabilities(ctx context.Context, group string, caps []byte) error {
+	const op = "set capabilities"
+	return s.writeMember(ctx, op, group, caps, false)
+}
+
+func (s *session) writeMember(ctx context.Context, op, group string, caps []byte, join bool) error {
+	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
+	if err != nil {
+		return err
+	}
+	defer end()
+	if err := checkName("group", group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if err := checkName("member", s.member); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	defer unlock()
+	j, err := s.judge()
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if ok, err := s.aliveLocked(j); err != nil || !ok {
+		return driver.Errorf(backend, op, group, errOr(err, driver.ErrSessionLost))
+	}
+	if err := s.groupExists(group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	p := s.path(groupsDir, group, s.member)
+	rec, state, err := s.readMember(j, p)
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if join && state == recordLive {
+		return driver.Errorf(backend, op, group, fmt.Errorf("%w: %q", driver.ErrMemberExists, s.member))
+	}
+	if !join && (state != recordLive || rec.session != s.id) {
+		return driver.Errorf(backend, op, group, driver.ErrNotMember)
+	}
+	if state == recordDead { // tidy up all that the dead session left
+		if err := s.reapLocked(map[string]string{rec.session: s.member}); err != nil {
+			return driver.Errorf(backend, op, group, err)
+		}
+	}
+	rec = memberRecord{session: s.id, ttl: s.ttl, caps: caps}
+	return driver.Errorf(backend, op, group, s.writeFile(p, rec.encode()))
+}
+
+// Leave removes this member's record.
+func (s *session) Leave(ctx context.Context, group string) error {
+	const op = "leave"
+	end, err := s.begin(ctx, op, group, lostNot(driver.ErrNotMember))
+	if err != nil {
+		return err
+	}
+	defer end()
+	if err := checkName("group", group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	defer unlock()
+	j, err := s.judge()
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if ok, err := s.aliveLocked(j); err != nil || !ok {
+		return driver.Errorf(backend, op, group, errOr(err, lostNot(driver.ErrNotMember)))
+	}
+	if err := s.groupExists(group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if s.member == "" {
+		return driver.Errorf(backend, op, group, driver.ErrNotMember)
+	}
+	p := s.path(groupsDir, group, s.member)
+	rec, state, err := s.readMember(j, p)
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if state != recordLive || rec.session != s.id {
+		return driver.Errorf(backend, op, group, driver.ErrNotMember)
+	}
+	return driver.Errorf(backend, op, group, removeFile(p))
+}
+
+// Members lists the live members without taking the flock; it takes it
+// only to remove records of dead sessions, or garbage, that it came across.
+func (s *session) Members(ctx context.Context, group string) ([]driver.Member, error) {
+	const op = "members"
+	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	if err := checkName("group", group); err != nil {
+		return nil, driver.Errorf(backend, op, group, err)
+	}
+	j, err := s.judge()
+	if err != nil {
+		return nil, driver.Errorf(backend, op, group, err)
+	}
+	live, dead, err := s.scanGroup(j, group)
+	if err != nil {
+		return nil, driver.Errorf(backend, op, group, err)
+	}
+	if len(dead) > 0 {
+		s.prune(group, dead)
+	}
+	if len(live) > 0 {
+		marks, err := os.ReadDir(s.path(marksDir, group))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, driver.Errorf(backend, op, group, err)
+		}
+		down := make(map[string]bool, len(marks))
+		for _, m := range marks {
+			down[m.Name()] = true
+		}
+		for i := range live {
+			live[i].ForcedDown = down[live[i].ID]
+		}
+	}
+	return live, nil
+}
+
+// SetForcedDown creates or removes the member's mark.
+func (s *session) SetForcedDown(ctx context.Context, group, member string, down bool) error {
+	const op = "force down"
+	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
+	if err != nil {
+		return err
+	}
+	defer end()
+	if err := checkName("group", group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	if err := checkName("member", member); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	unlock, err := s.lock(ctx) // against DeleteGroup removing the marks
+	if err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	defer unlock()
+	if err := s.groupExists(group); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	p := s.path(marksDir, group, member)
+	if !down {
+		return driver.Errorf(backend, op, group, removeFile(p))
+	}
+	if err := os.MkdirAll(s.path(marksDir, group), dirPerm); err != nil {
+		return driver.Errorf(backend, op, group, err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, filePerm)
+	if err == nil {
+		err = f.Close()
+	}
+	return driver.Errorf(backend, op, group, err)
+}
+
+func (s *session) groupExists(group string) error {
+	fi, err := os.Stat(s.path(groupsDir, group))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return driver.ErrGroupNotFound
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return driver.ErrGroupNotFound
+	}
+	return nil
+}
+
+type recordState int
+
+const (
+	recordMissing recordState = iota
+	recordLive
+	recordDead    // its session expired or ended
+	recordGarbage // unparseable: treated as dead
+)
+
+// readMember reads and judges one member record.
+func (s *session) readMember(j *judge, p string) (memberRecord, recordState, error) {
+	b, err := readFile(p)
+	switch {
+	case errors.Is(err, errGarbage):
+		return memberRecord{}, recordGarbage, nil
+	case err != nil:
+		return memberRecord{}, recordMissing, err
+	case b == nil:
+		return memberRecord{}, recordMissing, nil
+	}
+	rec, err := parseMember(b)
+	if err != nil {
+		return rec, recordGarbage, nil
+	}
+	_, ok, err := j.alive(rec.session, rec.ttl)
+	if err != nil {
+		return rec, recordMissing, err
+	}
+	if !ok {
+		return rec, recordDead, nil
+	}
+	return rec, recordLive, nil
+}
+
+// scanGroup reads every record of group: the live members, sorted by id,
+// and the names of dead or unparseable records.
+func (s *session) scanGroup(j *judge, group string) (live []driver.Member, dead []string, err error) {
+	entries, err := os.ReadDir(s.path(groupsDir, group))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, nil, driver.ErrGroupNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	live = make([]driver.Member, 0, len(entries))
+	for _, e := range entries {
+		p := s.path(groupsDir, group, e.Name())
+		b, err := readFile(p)
+		if b == nil && err == nil {
+			continue // left meanwhile
+		}
+		if err != nil && !errors.Is(err, errGarbage) {
+			return nil, nil, err
+		}
+		rec, perr := parseMember(b)
+		if err != nil || perr != nil {
+			dead = append(dead, e.Name())
+			continue
+		}
+		renewed, ok, err := j.alive(rec.session, rec.ttl)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			dead = append(dead, e.Name())
+			continue
+		}
+		live = append(live, driver.Member{ID: e.Name(), Capabilities: rec.caps, UpdatedAt: renewed})
+	}
+	return live, dead, nil
+}
+
+// prune removes the records of dead members that Members came across,
+// judging each again under the flock, and then everything else their
+// sessions left. It never waits for the flock, and a failure only leaves
+// the records for the next reader: Members neither waits nor fails for it.
+func (s *session) prune(group string, names []string) {
+	unlock, ok := s.tryLock()
+	if !ok {
+		return
+	}
+	defer unlock()
+	j, err := s.judge()
+	if err != nil {
+		return
+	}
+	dead := map[string]string{}
+	for _, m := range names {
+		p := s.path(groupsDir, group, m)
+		rec, state, err := s.readMember(j, p)
+		switch {
+		case err != nil:
+			continue
+		case state == recordDead:
+			dead[rec.session] = m
+		case state == recordGarbage:
+			s.log.Warn("file: removing an unparseable member record", groupField(group), memberField(m), pathField(p))
+		default:
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			s.log.Warn("file: removing a dead member's record", groupField(group), memberField(m), errField(err))
+		}
+	}
+	if err := s.reapLocked(dead); err != nil {
+		s.log.Warn("file: removing the records of dead sessions", errField(err))
+	}
+}
+
+// errOr returns err if it is not nil, else alt.
+func errOr(err, alt error) error {
+	if err != nil {
+		return err
+	}
+	return alt
+}
+
+// lostNot is the error of a release (Leave, Unlock) by a lost session: it
+// is both what the release reports (not a member, not locked) and why.
+func lostNot(sentinel error) error {
+	return fmt.Errorf("%w: %w", sentinel, driver.ErrSessionLost)
+}

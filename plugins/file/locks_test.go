@@ -1,0 +1,156 @@
+package file_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/servicegroup/driver"
+)
+
+func TestLockBasics(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, "a", long)
+	b := open(t, dir, "b", long)
+	_, err := a.LockHolder(bg, "L")
+	mustIs(t, err, driver.ErrNotLocked, "holder of a new lock")
+	mustIs(t, a.BreakLock(bg, "L"), driver.ErrNotLocked, "break a free lock")
+	mustIs(t, a.Unlock(bg, "L", 1), driver.ErrNotLocked, "unlock a free lock")
+
+	t1, err := a.TryLock(bg, "L")
+	must(t, err, "lock")
+	_, err = a.TryLock(bg, "L")
+	mustIs(t, err, driver.ErrLockHeld, "lock again in the same session")
+	_, err = b.TryLock(bg, "L")
+	mustIs(t, err, driver.ErrLockHeld, "lock from another session")
+	if h, err := b.LockHolder(bg, "L"); err != nil || h != (driver.LockHolder{Member: "a", Token: t1}) {
+		t.Fatalf("holder = %+v, %v", h, err)
+	}
+	mustIs(t, a.Unlock(bg, "L", t1+1), driver.ErrNotLocked, "unlock with a wrong token")
+	mustIs(t, b.Unlock(bg, "L", t1), driver.ErrNotLocked, "unlock by another session")
+	if _, err := b.LockHolder(bg, "L"); err != nil {
+		t.Fatal("a failed unlock freed the lock")
+	}
+	// Holding L while another takes M leaves L held.
+	_, err = b.TryLock(bg, "M")
+	must(t, err, "lock M")
+	if h, _ := b.LockHolder(bg, "L"); h.Member != "a" {
+		t.Fatal("taking M freed L")
+	}
+	must(t, a.Unlock(bg, "L", t1), "unlock")
+	mustIs(t, a.Unlock(bg, "L", t1), driver.ErrNotLocked, "unlock twice")
+	_, err = a.LockHolder(bg, "L")
+	mustIs(t, err, driver.ErrNotLocked, "holder after unlock")
+}
+
+func TestTokensStrictlyIncrease(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, "a", long)
+	b := open(t, dir, "b", long)
+	var last driver.Token
+	next := func(d driver.Driver, how string) driver.Token {
+		t.Helper()
+		tok, err := d.TryLock(bg, "L")
+		must(t, err, how)
+		if tok <= last {
+			t.Fatalf("%s: token %d not above %d", how, tok, last)
+		}
+		last = tok
+		return tok
+	}
+	tok := next(a, "first holder")
+	must(t, a.Unlock(bg, "L", tok), "unlock")
+	tok = next(b, "after unlock")
+	must(t, a.BreakLock(bg, "L"), "break")
+	mustIs(t, b.Unlock(bg, "L", tok), driver.ErrNotLocked, "unlock a broken lock")
+	mustIs(t, a.BreakLock(bg, "L"), driver.ErrNotLocked, "break twice")
+	next(a, "after break")
+
+	// A holder that expires: its successor's token is larger still.
+	must(t, a.BreakLock(bg, "L"), "break")
+	short := open(t, dir, "short", 500*time.Millisecond)
+	stale := next(short, "short-lived holder")
+	eventually(t, 10*time.Second, "the short session's lock is free", func() bool {
+		_, err := b.LockHolder(bg, "L")
+		return errors.Is(err, driver.ErrNotLocked)
+	})
+	next(b, "after expiry")
+	mustIs(t, short.Unlock(bg, "L", stale), driver.ErrNotLocked, "unlock by an expired holder")
+
+	// New sessions and a closed holder never reset the count.
+	must(t, b.Close(bg), "close")
+	c := open(t, dir, "c", long)
+	next(c, "after the holder closed")
+}
+
+// TestMutualExclusion increments a counter kept in a file, under the lock,
+// from several sessions and goroutines: a lost update shows as a short
+// count.
+func TestMutualExclusion(t *testing.T) {
+	dir := t.TempDir()
+	counter := filepath.Join(t.TempDir(), "counter")
+	must(t, os.WriteFile(counter, []byte("0"), 0o600), "counter")
+	const sessions, goroutines, rounds = 3, 3, 25
+	var wg sync.WaitGroup
+	errc := make(chan error, sessions*goroutines)
+	for i := range sessions {
+		d := open(t, dir, fmt.Sprintf("s%d", i), long)
+		for range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errc <- increment(d, counter, rounds)
+			}()
+		}
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		must(t, err, "increment")
+	}
+	b, _ := os.ReadFile(counter)
+	if got, want := string(b), strconv.Itoa(sessions*goroutines*rounds); got != want {
+		t.Fatalf("counter = %s, want %s", got, want)
+	}
+}
+
+func increment(d driver.Driver, counter string, rounds int) error {
+	for range rounds {
+		var tok driver.Token
+		for {
+			var err error
+			tok, err = d.TryLock(bg, "counter")
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, driver.ErrLockHeld) {
+				return err
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b, err := os.ReadFile(counter)
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(string(b))
+		if err != nil {
+			return err
+		}
+		runtimeYield()
+		if err := os.WriteFile(counter, []byte(strconv.Itoa(n+1)), 0o600); err != nil {
+			return err
+		}
+		if err := d.Unlock(bg, "counter", tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runtimeYield widens the window a broken lock would let two holders in.
+func runtimeYield() { time.Sleep(50 * time.Microsecond) }

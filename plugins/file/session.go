@@ -1,0 +1,411 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/musterhq/muster/servicegroup/driver"
+)
+
+func init() { driver.Register("file", Open) }
+
+const backend = "file"
+
+// session is one Driver: one member's session in one directory.
+type session struct {
+	dir      string
+	id       string
+	member   string
+	instance string
+	ttl      time.Duration
+	log      *zap.Logger
+
+	lockf *os.File      // flock(2) target, one descriptor per session
+	plock chan struct{} // processLock(dir)
+
+	// life is held shared by every call and exclusively by Close, which so
+	// waits for calls in flight before it releases their files.
+	life   sync.RWMutex
+	closed bool // guarded by life
+
+	lost     atomic.Bool
+	doneOnce sync.Once
+	done     chan struct{}
+
+	// The watchdog closes done when the TTL passes without a renewal, even
+	// if nobody calls: Done must report an expired session by itself.
+	stop        context.CancelFunc
+	stopCtx     context.Context
+	watchExited chan struct{}
+}
+
+// Open opens a session in the directory named by opts.URL, which must be
+// file:// followed by an absolute path (file:///var/lib/muster). The
+// directory is created if missing. Open ends every earlier session of
+// opts.Instance at once, and (at most once per TTL, whoever opens) removes
+// the records of sessions that have expired.
+func Open(ctx context.Context, opts driver.Options) (driver.Driver, error) {
+	dir, err := parseURL(opts.URL)
+	if err != nil {
+		return nil, driver.Errorf(backend, "open", driver.Redact(opts.URL), err)
+	}
+	if opts.TTL <= 0 {
+		return nil, driver.Errorf(backend, "open", opts.URL, fmt.Errorf("TTL %v must be positive", opts.TTL))
+	}
+	if opts.Member != "" {
+		if err := checkName("member", opts.Member); err != nil {
+			return nil, driver.Errorf(backend, "open", opts.Member, err)
+		}
+	}
+	if opts.DialTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.DialTimeout)
+		defer cancel()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &session{
+		dir:      dir,
+		id:       randomHex(16),
+		member:   opts.Member,
+		instance: opts.Instance,
+		ttl:      opts.TTL,
+		log:      log.With(zap.String("backend", backend), zap.String("dir", dir)),
+		plock:    processLock(dir),
+		done:     make(chan struct{}),
+	}
+	if err := s.prepare(); err != nil {
+		if s.lockf != nil {
+			_ = s.lockf.Close()
+		}
+		return nil, driver.Unavailable(backend, dir, err)
+	}
+	if err := s.start(ctx); err != nil {
+		_ = s.lockf.Close()
+		if ctx.Err() != nil {
+			return nil, driver.Errorf(backend, "open", dir, err)
+		}
+		return nil, driver.Unavailable(backend, dir, err)
+	}
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
+	s.watchExited = make(chan struct{})
+	go s.watch()
+	return s, nil
+}
+
+func parseURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("bad URL: %v", err)
+	case u.Scheme != "file":
+		return "", fmt.Errorf("not a file:// URL")
+	case u.Opaque != "" || (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path):
+		return "", fmt.Errorf("want file:// and an absolute path, as in file:///var/lib/muster")
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "", fmt.Errorf("the file backend takes no user, query or fragment")
+	}
+	return filepath.Clean(u.Path), nil
+}
+
+// prepare makes the layout and opens the lock file: whatever fails here
+// means the directory is unusable.
+func (s *session) prepare() error {
+	if err := os.MkdirAll(s.dir, dirPerm); err != nil {
+		return err
+	}
+	for _, d := range []string{sessionsDir, groupsDir, marksDir, locksDir, tmpDir, instancesDir} {
+		if err := os.Mkdir(s.path(d), dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	f, err := os.OpenFile(s.path(lockFile), os.O_RDWR|os.O_CREATE, filePerm)
+	if err != nil {
+		return err
+	}
+	s.lockf = f
+	if _, err := s.now(); err != nil { // creates the clock file, checks we may touch it
+		return err
+	}
+	return nil
+}
+
+// reapLocked removes every record of the sessions in dead (session id ->
+// member, "" if unknown). It removes the session files first: from then on
+// their records read as dead, whatever happens to the rest. Caller holds
+// the flock.
+func (s *session) reapLocked(dead map[string]string) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	members := map[string]bool{}
+	for id, m := range dead {
+		if err := removeFile(s.path(sessionsDir, id)); err != nil {
+			return err
+		}
+		if m != "" {
+			members[m] = true
+		}
+	}
+	groups, err := os.ReadDir(s.path(groupsDir))
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		if !g.IsDir() {
+			continue
+		}
+		if err := s.reapGroupLocked(g.Name(), dead, members); err != nil {
+			return err
+		}
+	}
+	locks, err := os.ReadDir(s.path(locksDir))
+	if err != nil {
+		return err
+	}
+	for _, l := range locks {
+		p := s.path(locksDir, l.Name())
+		b, err := readFile(p)
+		if b == nil || err != nil {
+			continue // gone, or garbage that TryLock deals with
+		}
+		rec, err := parseLock(b)
+		if err != nil {
+			continue
+		}
+		if _, ok := dead[rec.session]; ok {
+			if err := s.writeFile(p, lockRecord{token: rec.token}.encode()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *session) reapGroupLocked(group string, dead map[string]string, members map[string]bool) error {
+	var names []string
+	if len(members) <= 16 { // a few stats beat listing a big group
+		for m := range members {
+			names = append(names, m)
+		}
+	} else {
+		entries, err := os.ReadDir(s.path(groupsDir, group))
+		if err != nil {
+			return nil // deleted meanwhile (not possible under the flock, but harmless)
+		}
+		for _, e := range entries {
+			if members[e.Name()] {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	for _, m := range names {
+		p := s.path(groupsDir, group, m)
+		b, err := readFile(p)
+		if b == nil || err != nil {
+			continue
+		}
+		rec, err := parseMember(b)
+		if err != nil {
+			continue
+		}
+		if _, ok := dead[rec.session]; ok {
+			if err := removeFile(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// begin starts a call: it holds life shared until the returned func runs.
+// A lost session's calls fail with lostErr.
+func (s *session) begin(ctx context.Context, op, name string, lostErr error) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, driver.Errorf(backend, op, name, err)
+	}
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return nil, driver.Errorf(backend, op, name, driver.ErrClosed)
+	}
+	if s.lost.Load() {
+		s.life.RUnlock()
+		return nil, driver.Errorf(backend, op, name, lostErr)
+	}
+	return s.life.RUnlock, nil
+}
+
+// aliveLocked checks this session is still alive; if not, it removes its
+// records and ends it. Caller holds the flock.
+func (s *session) aliveLocked(j *judge) (bool, error) {
+	_, ok, err := j.alive(s.id, s.ttl)
+	if err != nil || ok {
+		return ok, err
+	}
+	s.loseLocked()
+	return false, nil
+}
+
+// loseLocked ends a session found expired or removed. Caller holds the
+// flock.
+func (s *session) loseLocked() {
+	if err := s.reapLocked(map[string]string{s.id: s.member}); err != nil {
+		// Its records read as dead anyway; whoever comes across them
+		// removes them.
+		s.log.Warn("file: removing the records of a lost session", errField(err))
+	}
+	s.lost.Store(true)
+	s.doneOnce.Do(func() { close(s.done) })
+	s.log.Info("file: session lost", zap.String("session", s.id), zap.String("member", s.member))
+}
+
+// lose is loseLocked for a caller without the flock. It removes the
+// session file first, which needs no flock: whatever happens next, the
+// session's records read as dead from then on.
+func (s *session) lose(ctx context.Context) {
+	_ = removeFile(s.path(sessionsDir, s.id))
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		s.lost.Store(true)
+		s.doneOnce.Do(func() { close(s.done) })
+		return
+	}
+	defer unlock()
+	s.loseLocked()
+}
+
+// Heartbeat renews the session: it stamps the session file with the
+// filesystem's now. It takes no lock (see judge for why readers and
+// Heartbeat agree without one), and never stamps an expired session, which
+// would bring it back to life for a moment.
+func (s *session) Heartbeat(ctx context.Context) error {
+	const op = "heartbeat"
+	end, err := s.begin(ctx, op, s.member, driver.ErrSessionLost)
+	if err != nil {
+		return err
+	}
+	defer end()
+	p := s.path(sessionsDir, s.id)
+	j, err := s.judge()
+	if err != nil {
+		return driver.Errorf(backend, op, s.member, err)
+	}
+	var before, after os.FileInfo
+	if before, err = os.Stat(p); err == nil && j.now.Sub(before.ModTime()) < s.ttl {
+		if err = touch(p); err == nil {
+			after, err = os.Stat(p)
+		}
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// Ended by a later session of this instance, or found expired.
+	case err != nil:
+		return driver.Errorf(backend, op, s.member, err)
+	case after != nil && after.ModTime().Sub(before.ModTime()) < s.ttl:
+		return nil
+	}
+	s.lose(ctx)
+	return driver.Errorf(backend, op, s.member, driver.ErrSessionLost)
+}
+
+// watch closes done once the session has expired, even if nobody calls.
+func (s *session) watch() {
+	defer close(s.watchExited)
+	t := time.NewTimer(s.ttl)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCtx.Done():
+			return
+		case <-t.C:
+		}
+		next := s.check()
+		if next <= 0 {
+			return
+		}
+		t.Reset(next)
+	}
+}
+
+// check looks at the session file once; it returns when to look again, or
+// 0 when the session has ended.
+func (s *session) check() time.Duration {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed || s.lost.Load() {
+		return 0
+	}
+	j, err := s.judge()
+	var renewed time.Time
+	ok := false
+	if err == nil {
+		renewed, ok, err = j.alive(s.id, s.ttl)
+	}
+	if err != nil {
+		s.log.Warn("file: checking the session", errField(err))
+		return max(s.ttl/4, time.Millisecond)
+	}
+	if !ok {
+		s.lose(s.stopCtx)
+		return 0
+	}
+	// Look again just after it would expire without renewal.
+	return s.ttl - j.now.Sub(renewed) + max(s.ttl/50, time.Millisecond)
+}
+
+// Close removes this session's memberships and locks and its session file,
+// at once. It is idempotent.
+func (s *session) Close(ctx context.Context) error {
+	s.stop()
+	<-s.watchExited
+	s.life.Lock()
+	if s.closed {
+		s.life.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.life.Unlock()
+	defer s.doneOnce.Do(func() { close(s.done) })
+	defer s.lockf.Close()
+	if s.lost.Load() {
+		return nil
+	}
+	// Without the session file every record of the session reads as dead,
+	// even if the flock cannot be had to remove them now.
+	if err := removeFile(s.path(sessionsDir, s.id)); err != nil {
+		return driver.Errorf(backend, "close", s.member, err)
+	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return driver.Errorf(backend, "close", s.member, err)
+	}
+	defer unlock()
+	if err := s.reapLocked(map[string]string{s.id: s.member}); err != nil {
+		return driver.Errorf(backend, "close", s.member, err)
+	}
+	return driver.Errorf(backend, "close", s.member, s.dropInstanceLocked())
+}
+
+// Done is closed when the session has ended: closed, expired, or ended by
+// a later session of its instance. Expiry is noticed by Heartbeat, by any
+// call that changes records, or by a watchdog at most a fiftieth of the TTL
+// after the session expired.
+func (s *session) Done() <-chan struct{} { return s.done }
+
+func errField(err error) zap.Field   { return zap.Error(err) }
+func pathField(p string) zap.Field   { return zap.String("path", p) }
+func groupField(g string) zap.Field  { return zap.String("group", g) }
+func memberField(m string) zap.Field { return zap.String("member", m) }

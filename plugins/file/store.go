@@ -1,0 +1,294 @@
+package file
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Names inside the directory. User names only ever appear below groupsDir,
+// marksDir and locksDir, each in a directory of its own kind.
+const (
+	formatFile   = "format"
+	lockFile     = "lock"
+	clockFile    = "clock"
+	sessionsDir  = "sessions"
+	groupsDir    = "groups"
+	marksDir     = "marks"
+	locksDir     = "locks"
+	tmpDir       = "tmp"
+	instancesDir = "instances"
+	sweptFile    = "swept"
+
+	formatLine = "muster-file 1\n"
+
+	dirPerm  = 0o770 // the umask decides who else may share the directory
+	filePerm = 0o660
+)
+
+// processLocks serializes, per directory, the sessions of this process
+// before they contend for the flock: flock would not exclude two goroutines
+// sharing one descriptor, and polling it is slower than a channel.
+var processLocks sync.Map // dir -> chan struct{}
+
+func processLock(dir string) chan struct{} {
+	c, _ := processLocks.LoadOrStore(dir, make(chan struct{}, 1))
+	return c.(chan struct{})
+}
+
+// lock takes the directory's flock for a short critical section. It honours
+// ctx: a process frozen inside a critical section must not hang every other
+// caller forever. An uncontended flock is taken even if ctx has ended, so
+// that Close with a spent context still cleans up.
+func (s *session) lock(ctx context.Context) (unlock func(), err error) {
+	select {
+	case s.plock <- struct{}{}:
+	default:
+		select {
+		case s.plock <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	delay := 20 * time.Microsecond
+	for {
+		ok, err := s.flock()
+		if err != nil {
+			<-s.plock
+			return nil, err
+		}
+		if ok {
+			return s.unlock, nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			<-s.plock
+			return nil, ctx.Err()
+		}
+		delay = min(2*delay, 5*time.Millisecond)
+	}
+}
+
+// tryLock takes the flock only if nobody holds it, for work that can wait
+// for another caller (tidying up after a read).
+func (s *session) tryLock() (unlock func(), ok bool) {
+	select {
+	case s.plock <- struct{}{}:
+	default:
+		return nil, false
+	}
+	if ok, err := s.flock(); !ok || err != nil {
+		<-s.plock
+		return nil, false
+	}
+	return s.unlock, true
+}
+
+func (s *session) flock() (bool, error) {
+	for {
+		err := unix.Flock(int(s.lockf.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		switch err {
+		case nil:
+			return true, nil
+		case unix.EINTR:
+			continue
+		case unix.EWOULDBLOCK:
+			return false, nil
+		}
+		return false, fmt.Errorf("flock %s: %w", s.lockf.Name(), err)
+	}
+}
+
+func (s *session) unlock() {
+	_ = unix.Flock(int(s.lockf.Fd()), unix.LOCK_UN)
+	<-s.plock
+}
+
+// path joins the directory with parts; callers have checked every user
+// name with checkName, so the result never leaves the directory.
+func (s *session) path(parts ...string) string {
+	return filepath.Join(append([]string{s.dir}, parts...)...)
+}
+
+// touch sets path's times to the filesystem's now (UTIME_NOW): the kernel,
+// or the file server, stamps it, not this process.
+func touch(path string) error {
+	ts := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	for {
+		err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, 0)
+		if err != unix.EINTR {
+			if err != nil {
+				return &fs.PathError{Op: "utimensat", Path: path, Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+// now reads the filesystem's clock: it touches the scratch file and reads
+// its mtime back. Readers take it once per call, before they stat any
+// session file (see judge).
+func (s *session) now() (time.Time, error) {
+	p := s.path(clockFile)
+	err := touch(p)
+	if errors.Is(err, fs.ErrNotExist) { // someone tidied it away
+		var f *os.File
+		if f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE, filePerm); err == nil {
+			_ = f.Close()
+			err = touch(p)
+		}
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
+}
+
+// judge decides which sessions are alive, by one reading of the
+// filesystem's clock, caching what it learns for one call.
+//
+// The clock is read before any session file is stat'ed. So if a reader finds
+// a session expired, the session's own Heartbeat, which renews after that
+// stat, finds it expired too (its now is later, its last renewal the same):
+// both sides agree without a lock.
+type judge struct {
+	s     *session
+	now   time.Time
+	stats map[string]sessionStat
+}
+
+type sessionStat struct {
+	renewed time.Time
+	exists  bool
+}
+
+func (s *session) judge() (*judge, error) {
+	now, err := s.now()
+	if err != nil {
+		return nil, err
+	}
+	return &judge{s: s, now: now}, nil
+}
+
+// alive says whether session id, with time to live ttl, is alive, and when
+// it was last renewed.
+func (j *judge) alive(id string, ttl time.Duration) (renewed time.Time, ok bool, err error) {
+	st, cached := j.stats[id]
+	if !cached {
+		fi, err := os.Stat(j.s.path(sessionsDir, id))
+		switch {
+		case err == nil:
+			st = sessionStat{renewed: fi.ModTime(), exists: true}
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return time.Time{}, false, err
+		}
+		if j.stats == nil {
+			j.stats = make(map[string]sessionStat)
+		}
+		j.stats[id] = st
+	}
+	return st.renewed, st.exists && j.now.Sub(st.renewed) < ttl, nil
+}
+
+// writeFile replaces dst with data atomically: a reader sees the old record
+// or the new one, never half of one. Callers hold the flock, so anything
+// left in tmp/ while the flock is held is garbage from a killed writer.
+func (s *session) writeFile(dst string, data []byte) error {
+	tmp := s.path(tmpDir, "w-"+randomHex(8))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+// readFile reads a record; a missing file is (nil, nil).
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil && errors.Is(err, syscall.EISDIR) {
+		return nil, errGarbage
+	}
+	if err == nil && b == nil {
+		b = []byte{} // present but empty: garbage, not missing
+	}
+	return b, err
+}
+
+// removeFile removes path; a missing file is not an error.
+func removeFile(path string) error {
+	err := os.Remove(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// cleanTmp removes what killed writers left in tmp/. The caller holds the
+// flock, so no live writer is using anything there.
+func (s *session) cleanTmp() {
+	entries, err := os.ReadDir(s.path(tmpDir))
+	if err != nil {
+		s.log.Warn("file: listing temporary files", errField(err))
+		return
+	}
+	for _, e := range entries {
+		p := s.path(tmpDir, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			s.log.Warn("file: removing a leftover temporary file", pathField(p), errField(err))
+			continue
+		}
+		s.log.Info("file: removed a leftover temporary file", pathField(p))
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// isSessionID reports whether id is a session id this package makes; a
+// record naming anything else is garbage (and never becomes a path).
+func isSessionID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,152 @@
+package file
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// start creates the session file, under the flock, after tidying up: it
+// removes leftover temporary files, ends the earlier session of this
+// instance, and, at most once per TTL, every expired session.
+func (s *session) start(ctx context.Context) error {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	switch b, err := readFile(s.path(formatFile)); {
+	case err != nil && !errors.Is(err, errGarbage):
+		return err
+	case b == nil:
+		if err := s.writeFile(s.path(formatFile), []byte(formatLine)); err != nil {
+			return err
+		}
+	case string(b) != formatLine:
+		return fmt.Errorf("%s holds layout %q; this muster understands %q", s.dir, b, formatLine)
+	}
+	s.cleanTmp()
+	j, err := s.judge()
+	if err != nil {
+		return err
+	}
+	if err := s.sweepLocked(j); err != nil {
+		return err
+	}
+	if s.instance != "" {
+		if err := s.takeOverLocked(); err != nil {
+			return err
+		}
+	}
+	rec := sessionRecord{member: s.member, instance: s.instance, ttl: s.ttl, pid: os.Getpid()}
+	if err := s.writeFile(s.path(sessionsDir, s.id), rec.encode()); err != nil {
+		return err
+	}
+	if s.instance != "" {
+		return s.writeFile(s.instancePath(), []byte(s.id+"\n"))
+	}
+	return nil
+}
+
+// instancePath is the file naming the latest session of this session's
+// instance. Instances are free text, so the file is named by a hash.
+func (s *session) instancePath() string {
+	sum := sha256.Sum256([]byte(s.instance))
+	return s.path(instancesDir, hex.EncodeToString(sum[:16]))
+}
+
+// takeOverLocked ends the latest earlier session of this instance, which
+// ended every one before it when it opened. Caller holds the flock.
+func (s *session) takeOverLocked() error {
+	b, err := readFile(s.instancePath())
+	if err != nil || b == nil {
+		return err
+	}
+	id := strings.TrimSpace(string(b))
+	if !isSessionID(id) {
+		return nil // garbage: overwritten below
+	}
+	b, err = readFile(s.path(sessionsDir, id))
+	if err != nil || b == nil {
+		return err // ended already
+	}
+	rec, err := parseSession(b)
+	if err != nil || rec.instance != s.instance {
+		return nil // garbage, for the sweep; or another instance (a hash collision)
+	}
+	s.log.Info("file: ending an earlier session of this instance",
+		zap.String("session", id), zap.String("member", rec.member), zap.String("instance", rec.instance))
+	return s.reapLocked(map[string]string{id: rec.member})
+}
+
+// dropInstanceLocked removes the instance file if it still names this
+// session. Caller holds the flock.
+func (s *session) dropInstanceLocked() error {
+	if s.instance == "" {
+		return nil
+	}
+	p := s.instancePath()
+	if b, err := readFile(p); err != nil || strings.TrimSpace(string(b)) != s.id {
+		return err
+	}
+	return removeFile(p)
+}
+
+// sweepLocked ends every expired session, and removes garbage among the
+// session files. It reads every session file, so it runs at most once per
+// TTL (of the session opening), whoever ran it last: readers treat dead
+// sessions' records as absent anyway, so the sweep is only housekeeping.
+// Caller holds the flock.
+func (s *session) sweepLocked(j *judge) error {
+	marker := s.path(sweptFile)
+	if fi, err := os.Stat(marker); err == nil && j.now.Sub(fi.ModTime()) < s.ttl {
+		return nil
+	}
+	if err := touch(marker); err != nil {
+		f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE, filePerm)
+		if err != nil {
+			return err
+		}
+		_ = f.Close()
+	}
+	entries, err := os.ReadDir(s.path(sessionsDir))
+	if err != nil {
+		return err
+	}
+	dead := map[string]string{}
+	for _, e := range entries {
+		id := e.Name()
+		p := s.path(sessionsDir, id)
+		if !isSessionID(id) {
+			s.log.Warn("file: removing a stray file among sessions", pathField(p))
+			_ = os.RemoveAll(p)
+			continue
+		}
+		b, err := readFile(p)
+		if err != nil && !errors.Is(err, errGarbage) {
+			return err
+		}
+		if b == nil && err == nil {
+			continue // gone meanwhile
+		}
+		rec, err := parseSession(b)
+		if err != nil {
+			s.log.Warn("file: removing an unparseable session record", pathField(p))
+			dead[id] = ""
+			continue
+		}
+		if _, ok, err := j.alive(id, rec.ttl); err != nil {
+			return err
+		} else if !ok {
+			s.log.Debug("file: ending an expired session", zap.String("session", id), zap.String("member", rec.member))
+			dead[id] = rec.member
+		}
+	}
+	return s.reapLocked(dead)
+}
