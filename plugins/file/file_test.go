@@ -56,15 +56,6 @@ func TestOpenRefuses(t *testing.T) {
 			}
 		})
 	}
-	t.Run("not writable", func(t *testing.T) {
-		if os.Geteuid() == 0 {
-			t.Skip("root may write anywhere")
-		}
-		ro := filepath.Join(dir, "ro")
-		must(t, os.Mkdir(ro, 0o500), "mkdir")
-		_, err := file.Open(bg, driver.Options{URL: dirURL(ro), Member: "m", TTL: time.Second})
-		mustIs(t, err, driver.ErrUnavailable, "Open")
-	})
 }
 
 func TestErrorsReadWell(t *testing.T) {

@@ -28,7 +28,7 @@ const childEnv = "MUSTER_FILE_TEST_CHILD" // "hold|dir|member|ttl" or "count|dir
 func TestChildProcess(t *testing.T) {
 	spec := os.Getenv(childEnv)
 	if spec == "" {
-		t.Skip("only runs as a child of the cross-process tests")
+		return // the os/exec helper-process idiom: only a child does work
 	}
 	parts := strings.Split(spec, "|")
 	if parts[0] == "count" {
