@@ -158,7 +158,6 @@ func (l *Lock) Release(ctx context.Context) error {
 	err := d.Unlock(ctx, l.name, tok)
 	if errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed) {
 		// The session ended before the keeper noticed: the lock went with it.
-		l.markLost(d)
 		if !errors.Is(err, driver.ErrNotLocked) {
 			err = fmt.Errorf("servicegroup: release %q: %w (%w)", l.name, driver.ErrNotLocked, err)
 		}

@@ -104,7 +104,8 @@ type Driver interface {
 	// locks are not re-entrant).
 	TryLock(ctx context.Context, name string) (Token, error)
 	// Unlock releases the lock if this session holds it with token;
-	// otherwise ErrNotLocked, and nothing is freed.
+	// otherwise ErrNotLocked, and nothing is freed. Through a session that
+	// has ended it returns ErrSessionLost (it may match ErrNotLocked too).
 	Unlock(ctx context.Context, name string, token Token) error
 	// LockHolder says who holds name; ErrNotLocked when nobody does.
 	LockHolder(ctx context.Context, name string) (LockHolder, error)
