@@ -82,7 +82,15 @@ func (s *ServiceGroup) Watch(ctx context.Context, group string) (*Watch, error) 
 		return nil, err
 	}
 	w := &Watch{events: make(chan Event, 64)}
+	// Add under mu, which Close takes to set closed before it Waits: a
+	// watch never starts once Close is waiting.
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("servicegroup: watch %q: %w", group, driver.ErrClosed)
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer close(w.events)
