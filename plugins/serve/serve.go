@@ -1,0 +1,129 @@
+package serve
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/musterhq/muster/plugins/proto"
+	"github.com/musterhq/muster/servicegroup/driver"
+)
+
+// closeTimeout bounds closing the session when the plugin exits.
+const closeTimeout = 5 * time.Second
+
+// Driver serves the backend that factory opens as a go-plugin gRPC plugin,
+// and exits the process when the host is done with it. It is what a plugin
+// binary's main calls; it never returns.
+func Driver(factory driver.Factory) {
+	// First, before anything can block: die with the host.
+	setParentDeathSignal()
+	setMaxProcs()
+
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       filepath.Base(os.Args[0]),
+		Level:      hclog.LevelFromString(os.Getenv(proto.EnvLogLevel)),
+		Output:     os.Stderr, // the real stderr: go-plugin redirects os.Stderr in Serve
+		JSONFormat: true,
+	})
+
+	srv := newServer(factory, log)
+	var exitOnce sync.Once
+	exit := func(code int, why string) {
+		exitOnce.Do(func() {
+			log.Debug("plugin exiting", "reason", why)
+			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+			srv.shutdown(ctx, why)
+			cancel()
+			removeSocketDir()
+			os.Exit(code)
+		})
+	}
+
+	if os.Getenv(proto.Handshake.MagicCookieKey) == proto.Handshake.MagicCookieValue {
+		// Only as a real plugin: run by hand, plugin.Serve explains and exits.
+		if gone := watchParent(log, func() { exit(1, "host process exited") }); gone {
+			exit(1, "host process exited before the plugin started")
+		}
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
+		go func() {
+			sig := <-sigs
+			exit(1, "received "+sig.String())
+		}()
+	}
+
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: proto.Handshake,
+		Plugins:         plugin.PluginSet{proto.PluginName: &grpcPlugin{srv: srv}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, latencyOptions()...)...)
+		},
+		Logger: log,
+	})
+	// Serve returns when the host shut the plugin down (or it could not
+	// start): the session must not outlive this process.
+	exit(0, "host shut the plugin down")
+}
+
+// setMaxProcs runs the plugin on one P unless EnvMaxProcs says otherwise. A
+// plugin serves one session, a call or a few at a time; on one P the hand-
+// offs inside each call (gRPC reader, handler, writer) are goroutine
+// switches instead of wake-ups of other threads, which on small VMs cut
+// about a fifth off every call (BenchmarkTransport in plugins/host).
+func setMaxProcs() {
+	n, err := strconv.Atoi(os.Getenv(proto.EnvMaxProcs))
+	if err != nil || n < 1 {
+		n = 1
+	}
+	runtime.GOMAXPROCS(n)
+}
+
+// removeSocketDir removes the directory go-plugin's host made for this
+// plugin's socket alone: a host that died cannot, and for a live one it is
+// no loss. (Whether the host died cannot be told reliably here: the death
+// signal can arrive before the plugin is re-parented.)
+func removeSocketDir() {
+	dir := os.Getenv(plugin.EnvUnixSocketDir)
+	if dir != "" && strings.HasPrefix(filepath.Base(dir), "plugin-dir") {
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// latencyOptions tune the server for many small calls, one at a time: a
+// stream's handler runs on a waiting worker instead of a new goroutine,
+// and fixed flow-control windows (the host sets the same) turn off the
+// BDP pings gRPC otherwise sends along with responses.
+func latencyOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.NumStreamWorkers(uint32(max(runtime.GOMAXPROCS(0), 2))),
+		grpc.InitialWindowSize(proto.StreamWindow),
+		grpc.InitialConnWindowSize(proto.ConnWindow),
+	}
+}
+
+// grpcPlugin registers the Driver service with go-plugin's gRPC server.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	srv *server
+}
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	proto.RegisterDriverServer(s, p.srv)
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errPluginSide
+}
