@@ -57,6 +57,7 @@ func BenchmarkTransport(b *testing.B) {
 		name string
 		call func(d driver.Driver) error
 	}{
+		{"heartbeat", func(d driver.Driver) error { return d.Heartbeat(ctx) }},
 		{"members-1", membersOf("g1", 1)},
 		{"members-10", membersOf("g10", 10)},
 		{"members-1000", membersOf("g1000", 1000)},

@@ -44,7 +44,9 @@ type session struct {
 	started  time.Time
 	onEnd    func(lived time.Duration, lost bool)
 
+	bg       context.Context // lives as long as the session; parent of Call streams
 	bgCancel context.CancelFunc
+	calls    chan *callStream // idle Call streams
 	wg       sync.WaitGroup
 	done     chan struct{}
 
@@ -152,7 +154,9 @@ func (f *factory) start(ctx context.Context, opts driver.Options, onEnd func(tim
 		features: resp.GetFeatures(),
 		started:  time.Now(),
 		onEnd:    onEnd,
+		bg:       bg,
 		bgCancel: cancel,
+		calls:    make(chan *callStream, maxIdleCalls),
 		done:     make(chan struct{}),
 	}
 	events, err := rpc.Events(bg, &proto.Empty{})
@@ -311,10 +315,7 @@ func (s *session) result(ctx context.Context, op, name string, err error) error 
 		return nil
 	}
 	if perr, ok := proto.FromStatus(err); ok {
-		if errors.Is(perr, driver.ErrSessionLost) {
-			s.lose("the plugin ended the session: " + perr.Error())
-		}
-		return driver.Errorf(s.scheme, op, name, perr)
+		return s.pluginErr(op, name, perr)
 	}
 	switch status.Code(err) {
 	case codes.Canceled, codes.DeadlineExceeded:
@@ -331,13 +332,18 @@ func (s *session) result(ctx context.Context, op, name string, err error) error 
 	return s.opErr(op, name, s.ended())
 }
 
+// pluginErr is the driver error for an error the plugin returned.
+func (s *session) pluginErr(op, name string, perr error) error {
+	if errors.Is(perr, driver.ErrSessionLost) {
+		s.lose("the plugin ended the session: " + perr.Error())
+	}
+	return driver.Errorf(s.scheme, op, name, perr)
+}
+
 // Heartbeat renews the session; the plugin ends it when these stop.
 func (s *session) Heartbeat(ctx context.Context) error {
-	if err := s.ended(); err != nil {
-		return s.opErr("heartbeat", "", err)
-	}
-	_, err := s.rpc.Heartbeat(ctx, &proto.Empty{})
-	return s.result(ctx, "heartbeat", "", err)
+	_, err := s.hot(ctx, "heartbeat", "", &proto.CallRequest{Call: &proto.CallRequest_Heartbeat{Heartbeat: &proto.Empty{}}})
+	return err
 }
 
 // Done is closed when the session ended: closed, lost by the backend, or
@@ -433,15 +439,13 @@ func (s *session) Leave(ctx context.Context, group string) error {
 }
 
 func (s *session) Members(ctx context.Context, group string) ([]driver.Member, error) {
-	if err := s.ended(); err != nil {
-		return nil, s.opErr("members", group, err)
-	}
-	resp, err := s.rpc.Members(ctx, &proto.GroupRequest{Group: group})
+	resp, err := s.hot(ctx, "members", group, &proto.CallRequest{Call: &proto.CallRequest_Members{Members: &proto.GroupRequest{Group: group}}})
 	if err != nil {
-		return nil, s.result(ctx, "members", group, err)
+		return nil, err
 	}
-	members := make([]driver.Member, len(resp.GetMembers()))
-	for i, m := range resp.GetMembers() {
+	ms := resp.GetMembers().GetMembers()
+	members := make([]driver.Member, len(ms))
+	for i, m := range ms {
 		members[i] = m.Driver()
 	}
 	return members, nil
@@ -464,33 +468,25 @@ func (s *session) SetForcedDown(ctx context.Context, group, member string, down 
 }
 
 func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error) {
-	if err := s.ended(); err != nil {
-		return 0, s.opErr("try lock", name, err)
-	}
-	resp, err := s.rpc.TryLock(ctx, &proto.LockRequest{Name: name})
+	resp, err := s.hot(ctx, "try lock", name, &proto.CallRequest{Call: &proto.CallRequest_TryLock{TryLock: &proto.LockRequest{Name: name}}})
 	if err != nil {
-		return 0, s.result(ctx, "try lock", name, err)
+		return 0, err
 	}
-	return driver.Token(resp.GetToken()), nil
+	return driver.Token(resp.GetToken().GetToken()), nil
 }
 
 func (s *session) Unlock(ctx context.Context, name string, token driver.Token) error {
-	if err := s.ended(); err != nil {
-		return s.opErr("unlock", name, err)
-	}
-	_, err := s.rpc.Unlock(ctx, &proto.UnlockRequest{Name: name, Token: uint64(token)})
-	return s.result(ctx, "unlock", name, err)
+	_, err := s.hot(ctx, "unlock", name, &proto.CallRequest{Call: &proto.CallRequest_Unlock{Unlock: &proto.UnlockRequest{Name: name, Token: uint64(token)}}})
+	return err
 }
 
 func (s *session) LockHolder(ctx context.Context, name string) (driver.LockHolder, error) {
-	if err := s.ended(); err != nil {
-		return driver.LockHolder{}, s.opErr("lock holder", name, err)
-	}
-	resp, err := s.rpc.LockHolder(ctx, &proto.LockRequest{Name: name})
+	resp, err := s.hot(ctx, "lock holder", name, &proto.CallRequest{Call: &proto.CallRequest_LockHolder{LockHolder: &proto.LockRequest{Name: name}}})
 	if err != nil {
-		return driver.LockHolder{}, s.result(ctx, "lock holder", name, err)
+		return driver.LockHolder{}, err
 	}
-	return driver.LockHolder{Member: resp.GetMember(), Token: driver.Token(resp.GetToken())}, nil
+	h := resp.GetLockHolder()
+	return driver.LockHolder{Member: h.GetMember(), Token: driver.Token(h.GetToken())}, nil
 }
 
 func (s *session) BreakLock(ctx context.Context, name string) error {

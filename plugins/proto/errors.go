@@ -72,18 +72,27 @@ func ToStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
-	kind := KindOf(err)
-	detail := &Error{Kind: kind, Message: msg}
-	var oe *driver.OpError
-	if errors.As(err, &oe) && oe.Err != nil && oe.Error() == msg {
-		detail.Op = &OpError{Backend: oe.Backend, Op: oe.Op, Name: oe.Name, Message: oe.Err.Error()}
-	}
-	st := status.New(kind.code(), msg)
+	detail := ToError(err)
+	st := status.New(detail.GetKind().code(), detail.GetMessage())
 	if withDetail, derr := st.WithDetails(detail); derr == nil {
 		st = withDetail
 	}
 	return st.Err()
+}
+
+// ToError describes a driver error for the wire (nil stays nil); Err
+// rebuilds it on the other side.
+func ToError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	e := &Error{Kind: KindOf(err), Message: msg}
+	var oe *driver.OpError
+	if errors.As(err, &oe) && oe.Err != nil && oe.Error() == msg {
+		e.Op = &OpError{Backend: oe.Backend, Op: oe.Op, Name: oe.Name, Message: oe.Err.Error()}
+	}
+	return e
 }
 
 // FromStatus rebuilds the error a plugin returned with ToStatus: same text,

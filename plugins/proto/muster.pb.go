@@ -162,7 +162,7 @@ func (x SessionEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SessionEvent_Type.Descriptor instead.
 func (SessionEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{4, 0}
+	return file_muster_proto_rawDescGZIP(), []int{6, 0}
 }
 
 type WatchEvent_Type int32
@@ -211,7 +211,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{15, 0}
+	return file_muster_proto_rawDescGZIP(), []int{17, 0}
 }
 
 type Empty struct {
@@ -250,6 +250,268 @@ func (*Empty) Descriptor() ([]byte, []int) {
 	return file_muster_proto_rawDescGZIP(), []int{0}
 }
 
+type CallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's remaining time, in nanoseconds; 0 for none.
+	TimeoutNs int64 `protobuf:"varint,1,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"`
+	// Types that are valid to be assigned to Call:
+	//
+	//	*CallRequest_Heartbeat
+	//	*CallRequest_Members
+	//	*CallRequest_LockHolder
+	//	*CallRequest_TryLock
+	//	*CallRequest_Unlock
+	Call          isCallRequest_Call `protobuf_oneof:"call"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallRequest) Reset() {
+	*x = CallRequest{}
+	mi := &file_muster_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallRequest) ProtoMessage() {}
+
+func (x *CallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_muster_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallRequest.ProtoReflect.Descriptor instead.
+func (*CallRequest) Descriptor() ([]byte, []int) {
+	return file_muster_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CallRequest) GetTimeoutNs() int64 {
+	if x != nil {
+		return x.TimeoutNs
+	}
+	return 0
+}
+
+func (x *CallRequest) GetCall() isCallRequest_Call {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+func (x *CallRequest) GetHeartbeat() *Empty {
+	if x != nil {
+		if x, ok := x.Call.(*CallRequest_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetMembers() *GroupRequest {
+	if x != nil {
+		if x, ok := x.Call.(*CallRequest_Members); ok {
+			return x.Members
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetLockHolder() *LockRequest {
+	if x != nil {
+		if x, ok := x.Call.(*CallRequest_LockHolder); ok {
+			return x.LockHolder
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetTryLock() *LockRequest {
+	if x != nil {
+		if x, ok := x.Call.(*CallRequest_TryLock); ok {
+			return x.TryLock
+		}
+	}
+	return nil
+}
+
+func (x *CallRequest) GetUnlock() *UnlockRequest {
+	if x != nil {
+		if x, ok := x.Call.(*CallRequest_Unlock); ok {
+			return x.Unlock
+		}
+	}
+	return nil
+}
+
+type isCallRequest_Call interface {
+	isCallRequest_Call()
+}
+
+type CallRequest_Heartbeat struct {
+	Heartbeat *Empty `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+type CallRequest_Members struct {
+	Members *GroupRequest `protobuf:"bytes,3,opt,name=members,proto3,oneof"`
+}
+
+type CallRequest_LockHolder struct {
+	LockHolder *LockRequest `protobuf:"bytes,4,opt,name=lock_holder,json=lockHolder,proto3,oneof"`
+}
+
+type CallRequest_TryLock struct {
+	TryLock *LockRequest `protobuf:"bytes,5,opt,name=try_lock,json=tryLock,proto3,oneof"`
+}
+
+type CallRequest_Unlock struct {
+	Unlock *UnlockRequest `protobuf:"bytes,6,opt,name=unlock,proto3,oneof"`
+}
+
+func (*CallRequest_Heartbeat) isCallRequest_Call() {}
+
+func (*CallRequest_Members) isCallRequest_Call() {}
+
+func (*CallRequest_LockHolder) isCallRequest_Call() {}
+
+func (*CallRequest_TryLock) isCallRequest_Call() {}
+
+func (*CallRequest_Unlock) isCallRequest_Call() {}
+
+type CallResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when the call failed; the result is then empty.
+	Error *Error `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*CallResponse_Empty
+	//	*CallResponse_Members
+	//	*CallResponse_LockHolder
+	//	*CallResponse_Token
+	Result        isCallResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResponse) Reset() {
+	*x = CallResponse{}
+	mi := &file_muster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResponse) ProtoMessage() {}
+
+func (x *CallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_muster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResponse.ProtoReflect.Descriptor instead.
+func (*CallResponse) Descriptor() ([]byte, []int) {
+	return file_muster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CallResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *CallResponse) GetResult() isCallResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *CallResponse) GetEmpty() *Empty {
+	if x != nil {
+		if x, ok := x.Result.(*CallResponse_Empty); ok {
+			return x.Empty
+		}
+	}
+	return nil
+}
+
+func (x *CallResponse) GetMembers() *MembersResponse {
+	if x != nil {
+		if x, ok := x.Result.(*CallResponse_Members); ok {
+			return x.Members
+		}
+	}
+	return nil
+}
+
+func (x *CallResponse) GetLockHolder() *LockHolderResponse {
+	if x != nil {
+		if x, ok := x.Result.(*CallResponse_LockHolder); ok {
+			return x.LockHolder
+		}
+	}
+	return nil
+}
+
+func (x *CallResponse) GetToken() *TokenResponse {
+	if x != nil {
+		if x, ok := x.Result.(*CallResponse_Token); ok {
+			return x.Token
+		}
+	}
+	return nil
+}
+
+type isCallResponse_Result interface {
+	isCallResponse_Result()
+}
+
+type CallResponse_Empty struct {
+	Empty *Empty `protobuf:"bytes,2,opt,name=empty,proto3,oneof"`
+}
+
+type CallResponse_Members struct {
+	Members *MembersResponse `protobuf:"bytes,3,opt,name=members,proto3,oneof"`
+}
+
+type CallResponse_LockHolder struct {
+	LockHolder *LockHolderResponse `protobuf:"bytes,4,opt,name=lock_holder,json=lockHolder,proto3,oneof"`
+}
+
+type CallResponse_Token struct {
+	Token *TokenResponse `protobuf:"bytes,5,opt,name=token,proto3,oneof"`
+}
+
+func (*CallResponse_Empty) isCallResponse_Result() {}
+
+func (*CallResponse_Members) isCallResponse_Result() {}
+
+func (*CallResponse_LockHolder) isCallResponse_Result() {}
+
+func (*CallResponse_Token) isCallResponse_Result() {}
+
 type OpenRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Url              string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
@@ -263,7 +525,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_muster_proto_msgTypes[1]
+	mi := &file_muster_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +537,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[1]
+	mi := &file_muster_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +550,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{1}
+	return file_muster_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OpenRequest) GetUrl() string {
@@ -335,7 +597,7 @@ type OpenResponse struct {
 
 func (x *OpenResponse) Reset() {
 	*x = OpenResponse{}
-	mi := &file_muster_proto_msgTypes[2]
+	mi := &file_muster_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +609,7 @@ func (x *OpenResponse) String() string {
 func (*OpenResponse) ProtoMessage() {}
 
 func (x *OpenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[2]
+	mi := &file_muster_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +622,7 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{2}
+	return file_muster_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OpenResponse) GetFeatures() *FeaturesResponse {
@@ -380,7 +642,7 @@ type FeaturesResponse struct {
 
 func (x *FeaturesResponse) Reset() {
 	*x = FeaturesResponse{}
-	mi := &file_muster_proto_msgTypes[3]
+	mi := &file_muster_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +654,7 @@ func (x *FeaturesResponse) String() string {
 func (*FeaturesResponse) ProtoMessage() {}
 
 func (x *FeaturesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[3]
+	mi := &file_muster_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +667,7 @@ func (x *FeaturesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeaturesResponse.ProtoReflect.Descriptor instead.
 func (*FeaturesResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{3}
+	return file_muster_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FeaturesResponse) GetWatcher() bool {
@@ -433,7 +695,7 @@ type SessionEvent struct {
 
 func (x *SessionEvent) Reset() {
 	*x = SessionEvent{}
-	mi := &file_muster_proto_msgTypes[4]
+	mi := &file_muster_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +707,7 @@ func (x *SessionEvent) String() string {
 func (*SessionEvent) ProtoMessage() {}
 
 func (x *SessionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[4]
+	mi := &file_muster_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +720,7 @@ func (x *SessionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEvent.ProtoReflect.Descriptor instead.
 func (*SessionEvent) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{4}
+	return file_muster_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionEvent) GetType() SessionEvent_Type {
@@ -484,7 +746,7 @@ type GroupRequest struct {
 
 func (x *GroupRequest) Reset() {
 	*x = GroupRequest{}
-	mi := &file_muster_proto_msgTypes[5]
+	mi := &file_muster_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +758,7 @@ func (x *GroupRequest) String() string {
 func (*GroupRequest) ProtoMessage() {}
 
 func (x *GroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[5]
+	mi := &file_muster_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +771,7 @@ func (x *GroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupRequest.ProtoReflect.Descriptor instead.
 func (*GroupRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{5}
+	return file_muster_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GroupRequest) GetGroup() string {
@@ -528,7 +790,7 @@ type GroupsResponse struct {
 
 func (x *GroupsResponse) Reset() {
 	*x = GroupsResponse{}
-	mi := &file_muster_proto_msgTypes[6]
+	mi := &file_muster_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +802,7 @@ func (x *GroupsResponse) String() string {
 func (*GroupsResponse) ProtoMessage() {}
 
 func (x *GroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[6]
+	mi := &file_muster_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +815,7 @@ func (x *GroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupsResponse.ProtoReflect.Descriptor instead.
 func (*GroupsResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{6}
+	return file_muster_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GroupsResponse) GetGroups() []string {
@@ -573,7 +835,7 @@ type CapabilitiesRequest struct {
 
 func (x *CapabilitiesRequest) Reset() {
 	*x = CapabilitiesRequest{}
-	mi := &file_muster_proto_msgTypes[7]
+	mi := &file_muster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +847,7 @@ func (x *CapabilitiesRequest) String() string {
 func (*CapabilitiesRequest) ProtoMessage() {}
 
 func (x *CapabilitiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[7]
+	mi := &file_muster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +860,7 @@ func (x *CapabilitiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapabilitiesRequest.ProtoReflect.Descriptor instead.
 func (*CapabilitiesRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{7}
+	return file_muster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CapabilitiesRequest) GetGroup() string {
@@ -626,7 +888,7 @@ type ForcedDownRequest struct {
 
 func (x *ForcedDownRequest) Reset() {
 	*x = ForcedDownRequest{}
-	mi := &file_muster_proto_msgTypes[8]
+	mi := &file_muster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +900,7 @@ func (x *ForcedDownRequest) String() string {
 func (*ForcedDownRequest) ProtoMessage() {}
 
 func (x *ForcedDownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[8]
+	mi := &file_muster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +913,7 @@ func (x *ForcedDownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForcedDownRequest.ProtoReflect.Descriptor instead.
 func (*ForcedDownRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{8}
+	return file_muster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ForcedDownRequest) GetGroup() string {
@@ -688,7 +950,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_muster_proto_msgTypes[9]
+	mi := &file_muster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +962,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[9]
+	mi := &file_muster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +975,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{9}
+	return file_muster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Member) GetId() string {
@@ -753,7 +1015,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_muster_proto_msgTypes[10]
+	mi := &file_muster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +1027,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[10]
+	mi := &file_muster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +1040,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{10}
+	return file_muster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -797,7 +1059,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_muster_proto_msgTypes[11]
+	mi := &file_muster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +1071,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[11]
+	mi := &file_muster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1084,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{11}
+	return file_muster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LockRequest) GetName() string {
@@ -842,7 +1104,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_muster_proto_msgTypes[12]
+	mi := &file_muster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1116,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[12]
+	mi := &file_muster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1129,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{12}
+	return file_muster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnlockRequest) GetName() string {
@@ -893,7 +1155,7 @@ type TokenResponse struct {
 
 func (x *TokenResponse) Reset() {
 	*x = TokenResponse{}
-	mi := &file_muster_proto_msgTypes[13]
+	mi := &file_muster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +1167,7 @@ func (x *TokenResponse) String() string {
 func (*TokenResponse) ProtoMessage() {}
 
 func (x *TokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[13]
+	mi := &file_muster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +1180,7 @@ func (x *TokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenResponse.ProtoReflect.Descriptor instead.
 func (*TokenResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{13}
+	return file_muster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TokenResponse) GetToken() uint64 {
@@ -938,7 +1200,7 @@ type LockHolderResponse struct {
 
 func (x *LockHolderResponse) Reset() {
 	*x = LockHolderResponse{}
-	mi := &file_muster_proto_msgTypes[14]
+	mi := &file_muster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1212,7 @@ func (x *LockHolderResponse) String() string {
 func (*LockHolderResponse) ProtoMessage() {}
 
 func (x *LockHolderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[14]
+	mi := &file_muster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1225,7 @@ func (x *LockHolderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockHolderResponse.ProtoReflect.Descriptor instead.
 func (*LockHolderResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{14}
+	return file_muster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LockHolderResponse) GetMember() string {
@@ -991,7 +1253,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_muster_proto_msgTypes[15]
+	mi := &file_muster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1265,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[15]
+	mi := &file_muster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1278,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{15}
+	return file_muster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -1056,7 +1318,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_muster_proto_msgTypes[16]
+	mi := &file_muster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1330,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[16]
+	mi := &file_muster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1343,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{16}
+	return file_muster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Error) GetKind() ErrorKind {
@@ -1118,7 +1380,7 @@ type OpError struct {
 
 func (x *OpError) Reset() {
 	*x = OpError{}
-	mi := &file_muster_proto_msgTypes[17]
+	mi := &file_muster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1392,7 @@ func (x *OpError) String() string {
 func (*OpError) ProtoMessage() {}
 
 func (x *OpError) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[17]
+	mi := &file_muster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1405,7 @@ func (x *OpError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpError.ProtoReflect.Descriptor instead.
 func (*OpError) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{17}
+	return file_muster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *OpError) GetBackend() string {
@@ -1179,7 +1441,25 @@ var File_muster_proto protoreflect.FileDescriptor
 const file_muster_proto_rawDesc = "" +
 	"\n" +
 	"\fmuster.proto\x12\x10muster.plugin.v1\"\a\n" +
-	"\x05Empty\"\x9e\x01\n" +
+	"\x05Empty\"\xe2\x02\n" +
+	"\vCallRequest\x12\x1d\n" +
+	"\n" +
+	"timeout_ns\x18\x01 \x01(\x03R\ttimeoutNs\x127\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x17.muster.plugin.v1.EmptyH\x00R\theartbeat\x12:\n" +
+	"\amembers\x18\x03 \x01(\v2\x1e.muster.plugin.v1.GroupRequestH\x00R\amembers\x12@\n" +
+	"\vlock_holder\x18\x04 \x01(\v2\x1d.muster.plugin.v1.LockRequestH\x00R\n" +
+	"lockHolder\x12:\n" +
+	"\btry_lock\x18\x05 \x01(\v2\x1d.muster.plugin.v1.LockRequestH\x00R\atryLock\x129\n" +
+	"\x06unlock\x18\x06 \x01(\v2\x1f.muster.plugin.v1.UnlockRequestH\x00R\x06unlockB\x06\n" +
+	"\x04call\"\xb9\x02\n" +
+	"\fCallResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.muster.plugin.v1.ErrorR\x05error\x12/\n" +
+	"\x05empty\x18\x02 \x01(\v2\x17.muster.plugin.v1.EmptyH\x00R\x05empty\x12=\n" +
+	"\amembers\x18\x03 \x01(\v2!.muster.plugin.v1.MembersResponseH\x00R\amembers\x12G\n" +
+	"\vlock_holder\x18\x04 \x01(\v2$.muster.plugin.v1.LockHolderResponseH\x00R\n" +
+	"lockHolder\x127\n" +
+	"\x05token\x18\x05 \x01(\v2\x1f.muster.plugin.v1.TokenResponseH\x00R\x05tokenB\b\n" +
+	"\x06result\"\x9e\x01\n" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\tR\x06member\x12\x1a\n" +
@@ -1263,8 +1543,7 @@ const file_muster_proto_rawDesc = "" +
 	"\x17ERROR_KIND_INVALID_NAME\x10\r\x12\x1a\n" +
 	"\x16ERROR_KIND_UNAVAILABLE\x10\x0e\x12\x17\n" +
 	"\x13ERROR_KIND_CANCELED\x10\x0f\x12 \n" +
-	"\x1cERROR_KIND_DEADLINE_EXCEEDED\x10\x102\xde\n" +
-	"\n" +
+	"\x1cERROR_KIND_DEADLINE_EXCEEDED\x10\x102\xa9\v\n" +
 	"\x06Driver\x12E\n" +
 	"\x04Open\x12\x1d.muster.plugin.v1.OpenRequest\x1a\x1e.muster.plugin.v1.OpenResponse\x12G\n" +
 	"\bFeatures\x12\x17.muster.plugin.v1.Empty\x1a\".muster.plugin.v1.FeaturesResponse\x12C\n" +
@@ -1283,7 +1562,8 @@ const file_muster_proto_rawDesc = "" +
 	"\x06Unlock\x12\x1f.muster.plugin.v1.UnlockRequest\x1a\x17.muster.plugin.v1.Empty\x12Q\n" +
 	"\n" +
 	"LockHolder\x12\x1d.muster.plugin.v1.LockRequest\x1a$.muster.plugin.v1.LockHolderResponse\x12C\n" +
-	"\tBreakLock\x12\x1d.muster.plugin.v1.LockRequest\x1a\x17.muster.plugin.v1.Empty\x12G\n" +
+	"\tBreakLock\x12\x1d.muster.plugin.v1.LockRequest\x1a\x17.muster.plugin.v1.Empty\x12I\n" +
+	"\x04Call\x12\x1d.muster.plugin.v1.CallRequest\x1a\x1e.muster.plugin.v1.CallResponse(\x010\x01\x12G\n" +
 	"\x05Watch\x12\x1e.muster.plugin.v1.GroupRequest\x1a\x1c.muster.plugin.v1.WatchEvent0\x01\x12F\n" +
 	"\x04Lock\x12\x1d.muster.plugin.v1.LockRequest\x1a\x1f.muster.plugin.v1.TokenResponseB*Z(github.com/musterhq/muster/plugins/protob\x06proto3"
 
@@ -1300,80 +1580,94 @@ func file_muster_proto_rawDescGZIP() []byte {
 }
 
 var file_muster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_muster_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_muster_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_muster_proto_goTypes = []any{
 	(ErrorKind)(0),              // 0: muster.plugin.v1.ErrorKind
 	(SessionEvent_Type)(0),      // 1: muster.plugin.v1.SessionEvent.Type
 	(WatchEvent_Type)(0),        // 2: muster.plugin.v1.WatchEvent.Type
 	(*Empty)(nil),               // 3: muster.plugin.v1.Empty
-	(*OpenRequest)(nil),         // 4: muster.plugin.v1.OpenRequest
-	(*OpenResponse)(nil),        // 5: muster.plugin.v1.OpenResponse
-	(*FeaturesResponse)(nil),    // 6: muster.plugin.v1.FeaturesResponse
-	(*SessionEvent)(nil),        // 7: muster.plugin.v1.SessionEvent
-	(*GroupRequest)(nil),        // 8: muster.plugin.v1.GroupRequest
-	(*GroupsResponse)(nil),      // 9: muster.plugin.v1.GroupsResponse
-	(*CapabilitiesRequest)(nil), // 10: muster.plugin.v1.CapabilitiesRequest
-	(*ForcedDownRequest)(nil),   // 11: muster.plugin.v1.ForcedDownRequest
-	(*Member)(nil),              // 12: muster.plugin.v1.Member
-	(*MembersResponse)(nil),     // 13: muster.plugin.v1.MembersResponse
-	(*LockRequest)(nil),         // 14: muster.plugin.v1.LockRequest
-	(*UnlockRequest)(nil),       // 15: muster.plugin.v1.UnlockRequest
-	(*TokenResponse)(nil),       // 16: muster.plugin.v1.TokenResponse
-	(*LockHolderResponse)(nil),  // 17: muster.plugin.v1.LockHolderResponse
-	(*WatchEvent)(nil),          // 18: muster.plugin.v1.WatchEvent
-	(*Error)(nil),               // 19: muster.plugin.v1.Error
-	(*OpError)(nil),             // 20: muster.plugin.v1.OpError
+	(*CallRequest)(nil),         // 4: muster.plugin.v1.CallRequest
+	(*CallResponse)(nil),        // 5: muster.plugin.v1.CallResponse
+	(*OpenRequest)(nil),         // 6: muster.plugin.v1.OpenRequest
+	(*OpenResponse)(nil),        // 7: muster.plugin.v1.OpenResponse
+	(*FeaturesResponse)(nil),    // 8: muster.plugin.v1.FeaturesResponse
+	(*SessionEvent)(nil),        // 9: muster.plugin.v1.SessionEvent
+	(*GroupRequest)(nil),        // 10: muster.plugin.v1.GroupRequest
+	(*GroupsResponse)(nil),      // 11: muster.plugin.v1.GroupsResponse
+	(*CapabilitiesRequest)(nil), // 12: muster.plugin.v1.CapabilitiesRequest
+	(*ForcedDownRequest)(nil),   // 13: muster.plugin.v1.ForcedDownRequest
+	(*Member)(nil),              // 14: muster.plugin.v1.Member
+	(*MembersResponse)(nil),     // 15: muster.plugin.v1.MembersResponse
+	(*LockRequest)(nil),         // 16: muster.plugin.v1.LockRequest
+	(*UnlockRequest)(nil),       // 17: muster.plugin.v1.UnlockRequest
+	(*TokenResponse)(nil),       // 18: muster.plugin.v1.TokenResponse
+	(*LockHolderResponse)(nil),  // 19: muster.plugin.v1.LockHolderResponse
+	(*WatchEvent)(nil),          // 20: muster.plugin.v1.WatchEvent
+	(*Error)(nil),               // 21: muster.plugin.v1.Error
+	(*OpError)(nil),             // 22: muster.plugin.v1.OpError
 }
 var file_muster_proto_depIdxs = []int32{
-	6,  // 0: muster.plugin.v1.OpenResponse.features:type_name -> muster.plugin.v1.FeaturesResponse
-	1,  // 1: muster.plugin.v1.SessionEvent.type:type_name -> muster.plugin.v1.SessionEvent.Type
-	12, // 2: muster.plugin.v1.MembersResponse.members:type_name -> muster.plugin.v1.Member
-	2,  // 3: muster.plugin.v1.WatchEvent.type:type_name -> muster.plugin.v1.WatchEvent.Type
-	0,  // 4: muster.plugin.v1.Error.kind:type_name -> muster.plugin.v1.ErrorKind
-	20, // 5: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
-	4,  // 6: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
-	3,  // 7: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
-	3,  // 8: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
-	3,  // 9: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
-	3,  // 10: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
-	8,  // 11: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
-	8,  // 12: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
-	3,  // 13: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
-	10, // 14: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
-	8,  // 15: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
-	8,  // 16: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
-	10, // 17: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
-	11, // 18: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
-	14, // 19: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
-	15, // 20: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
-	14, // 21: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
-	14, // 22: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
-	8,  // 23: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
-	14, // 24: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
-	5,  // 25: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
-	6,  // 26: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
-	7,  // 27: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
-	3,  // 28: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
-	3,  // 29: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
-	3,  // 30: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
-	3,  // 31: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
-	9,  // 32: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
-	3,  // 33: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
-	3,  // 34: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
-	13, // 35: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
-	3,  // 36: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
-	3,  // 37: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
-	16, // 38: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
-	3,  // 39: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
-	17, // 40: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
-	3,  // 41: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
-	18, // 42: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
-	16, // 43: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
-	25, // [25:44] is the sub-list for method output_type
-	6,  // [6:25] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	3,  // 0: muster.plugin.v1.CallRequest.heartbeat:type_name -> muster.plugin.v1.Empty
+	10, // 1: muster.plugin.v1.CallRequest.members:type_name -> muster.plugin.v1.GroupRequest
+	16, // 2: muster.plugin.v1.CallRequest.lock_holder:type_name -> muster.plugin.v1.LockRequest
+	16, // 3: muster.plugin.v1.CallRequest.try_lock:type_name -> muster.plugin.v1.LockRequest
+	17, // 4: muster.plugin.v1.CallRequest.unlock:type_name -> muster.plugin.v1.UnlockRequest
+	21, // 5: muster.plugin.v1.CallResponse.error:type_name -> muster.plugin.v1.Error
+	3,  // 6: muster.plugin.v1.CallResponse.empty:type_name -> muster.plugin.v1.Empty
+	15, // 7: muster.plugin.v1.CallResponse.members:type_name -> muster.plugin.v1.MembersResponse
+	19, // 8: muster.plugin.v1.CallResponse.lock_holder:type_name -> muster.plugin.v1.LockHolderResponse
+	18, // 9: muster.plugin.v1.CallResponse.token:type_name -> muster.plugin.v1.TokenResponse
+	8,  // 10: muster.plugin.v1.OpenResponse.features:type_name -> muster.plugin.v1.FeaturesResponse
+	1,  // 11: muster.plugin.v1.SessionEvent.type:type_name -> muster.plugin.v1.SessionEvent.Type
+	14, // 12: muster.plugin.v1.MembersResponse.members:type_name -> muster.plugin.v1.Member
+	2,  // 13: muster.plugin.v1.WatchEvent.type:type_name -> muster.plugin.v1.WatchEvent.Type
+	0,  // 14: muster.plugin.v1.Error.kind:type_name -> muster.plugin.v1.ErrorKind
+	22, // 15: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
+	6,  // 16: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
+	3,  // 17: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
+	3,  // 18: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
+	3,  // 19: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
+	3,  // 20: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
+	10, // 21: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
+	10, // 22: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
+	3,  // 23: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
+	12, // 24: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
+	10, // 25: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
+	10, // 26: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
+	12, // 27: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
+	13, // 28: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
+	16, // 29: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
+	17, // 30: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
+	16, // 31: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
+	16, // 32: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
+	4,  // 33: muster.plugin.v1.Driver.Call:input_type -> muster.plugin.v1.CallRequest
+	10, // 34: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
+	16, // 35: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
+	7,  // 36: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
+	8,  // 37: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
+	9,  // 38: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
+	3,  // 39: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
+	3,  // 40: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
+	3,  // 41: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
+	3,  // 42: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
+	11, // 43: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
+	3,  // 44: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
+	3,  // 45: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
+	15, // 46: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
+	3,  // 47: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
+	3,  // 48: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
+	18, // 49: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
+	3,  // 50: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
+	19, // 51: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
+	3,  // 52: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
+	5,  // 53: muster.plugin.v1.Driver.Call:output_type -> muster.plugin.v1.CallResponse
+	20, // 54: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
+	18, // 55: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
+	36, // [36:56] is the sub-list for method output_type
+	16, // [16:36] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_muster_proto_init() }
@@ -1381,13 +1675,26 @@ func file_muster_proto_init() {
 	if File_muster_proto != nil {
 		return
 	}
+	file_muster_proto_msgTypes[1].OneofWrappers = []any{
+		(*CallRequest_Heartbeat)(nil),
+		(*CallRequest_Members)(nil),
+		(*CallRequest_LockHolder)(nil),
+		(*CallRequest_TryLock)(nil),
+		(*CallRequest_Unlock)(nil),
+	}
+	file_muster_proto_msgTypes[2].OneofWrappers = []any{
+		(*CallResponse_Empty)(nil),
+		(*CallResponse_Members)(nil),
+		(*CallResponse_LockHolder)(nil),
+		(*CallResponse_Token)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_muster_proto_rawDesc), len(file_muster_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -18,7 +18,9 @@ import (
 var (
 	errPluginSide = errors.New("serve: the plugin side has no client")
 	errNoSession  = fmt.Errorf("plugin: no session open: %w", driver.ErrClosed)
-	errOpen       = errors.New("plugin: a session is already open; a plugin serves one")
+	// errUnknownCall answers a Call this plugin does not know (a newer host).
+	errUnknownCall = fmt.Errorf("plugin: unknown call: %w", driver.ErrNotSupported)
+	errOpen        = errors.New("plugin: a session is already open; a plugin serves one")
 )
 
 // server is the Driver service over the plugin's one session.
