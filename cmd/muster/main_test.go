@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // binDir holds muster and its plugins, built once for the black-box tests.
@@ -37,7 +39,15 @@ func TestMain(m *testing.M) {
 			}
 		}
 		binDir = dir
-		return m.Run()
+		code := m.Run()
+		if code == 0 {
+			// Every background muster was killed and waited for.
+			if err := goleak.Find(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		return code
 	}())
 }
 
