@@ -1,6 +1,7 @@
 package file
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,60 +15,41 @@ import (
 // CreateGroup makes the group's directory; mkdir is atomic, so it needs no
 // flock.
 func (s *session) CreateGroup(ctx context.Context, group string) error {
-	const op = "create group"
-	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
-	if err != nil {
+	return s.run(ctx, "create group", group, driver.ErrSessionLost, checkName("group", group), unlocked, func() error {
+		err := os.Mkdir(s.path(groupsDir, group), dirPerm)
+		if errors.Is(err, fs.ErrExist) {
+			return driver.ErrGroupExists
+		}
 		return err
-	}
-	defer end()
-	if err := checkName("group", group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	err = os.Mkdir(s.path(groupsDir, group), dirPerm)
-	if errors.Is(err, fs.ErrExist) {
-		err = driver.ErrGroupExists
-	}
-	return driver.Errorf(backend, op, group, err)
+	})
 }
 
 // DeleteGroup removes a group without live members, with its forced-down
 // marks and the records of its dead members.
 func (s *session) DeleteGroup(ctx context.Context, group string) error {
-	const op = "delete group"
-	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
-	if err != nil {
-		return err
-	}
-	defer end()
-	if err := checkName("group", group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	defer unlock()
-	j, err := s.judge()
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	live, _, err := s.scanGroup(j, group)
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if len(live) > 0 {
-		return driver.Errorf(backend, op, group, driver.ErrGroupNotEmpty)
-	}
-	// Rename first so that the group vanishes at once for readers; what is
-	// left in tmp/ if this process dies is removed by the next Open.
-	gone := s.path(tmpDir, "g-"+randomHex(8))
-	if err := os.Rename(s.path(groupsDir, group), gone); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if err := os.RemoveAll(gone); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	return driver.Errorf(backend, op, group, os.RemoveAll(s.path(marksDir, group)))
+	return s.run(ctx, "delete group", group, driver.ErrSessionLost, checkName("group", group), locked, func() error {
+		j, err := s.judge()
+		if err != nil {
+			return err
+		}
+		live, _, err := s.scanGroup(j, group)
+		if err != nil {
+			return err
+		}
+		if len(live) > 0 {
+			return driver.ErrGroupNotEmpty
+		}
+		// Rename first so that the group vanishes at once for readers; what
+		// is left in tmp/ if this process dies is removed by the next Open.
+		gone := s.path(tmpDir, "g-"+randomHex(8))
+		if err := os.Rename(s.path(groupsDir, group), gone); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(gone); err != nil {
+			return err
+		}
+		return os.RemoveAll(s.path(marksDir, group))
+	})
 }
 
 // Groups lists the group directories.
@@ -94,130 +76,98 @@ func (s *session) Groups(ctx context.Context) ([]string, error) {
 // Join writes this member's record into the group, replacing a dead
 // session's record of the same member.
 func (s *session) Join(ctx context.Context, group string, caps []byte) error {
-	const op = "join"
-	return s.writeMember(ctx, op, group, caps, true)
+	return s.writeMember(ctx, "join", group, caps, true)
 }
 
 // SetCapabilities rewrites this member's record with caps.
 func (s *session) SetCapabilities(ctx context.Context, group string, caps []byte) error {
-	const op = "set capabilities"
-	return s.writeMember(ctx, op, group, caps, false)
+	return s.writeMember(ctx, "set capabilities", group, caps, false)
 }
 
 func (s *session) writeMember(ctx context.Context, op, group string, caps []byte, join bool) error {
-	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
-	if err != nil {
-		return err
-	}
-	defer end()
-	if err := checkName("group", group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if err := checkName("member", s.member); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	defer unlock()
-	j, err := s.judge()
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if ok, err := s.aliveLocked(j); err != nil || !ok {
-		return driver.Errorf(backend, op, group, errOr(err, driver.ErrSessionLost))
-	}
-	if err := s.groupExists(group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	p := s.path(groupsDir, group, s.member)
-	rec, state, err := s.readMember(j, p)
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if join && state == recordLive {
-		return driver.Errorf(backend, op, group, fmt.Errorf("%w: %q", driver.ErrMemberExists, s.member))
-	}
-	if !join && (state != recordLive || rec.session != s.id) {
-		return driver.Errorf(backend, op, group, driver.ErrNotMember)
-	}
-	if state == recordDead { // tidy up all that the dead session left
-		if err := s.reapLocked(map[string]string{rec.session: s.member}); err != nil {
-			return driver.Errorf(backend, op, group, err)
+	check := cmp.Or(checkName("group", group), checkName("member", s.member))
+	return s.run(ctx, op, group, driver.ErrSessionLost, check, locked, func() error {
+		j, err := s.judge()
+		if err != nil {
+			return err
 		}
-	}
-	rec = memberRecord{session: s.id, ttl: s.ttl, caps: caps}
-	return driver.Errorf(backend, op, group, s.writeFile(p, rec.encode()))
+		if ok, err := s.aliveLocked(j); err != nil || !ok {
+			return errOr(err, driver.ErrSessionLost)
+		}
+		if err := s.groupExists(group); err != nil {
+			return err
+		}
+		p := s.path(groupsDir, group, s.member)
+		rec, state, err := s.readMember(j, p)
+		if err != nil {
+			return err
+		}
+		if join && state == recordLive {
+			return fmt.Errorf("%w: %q", driver.ErrMemberExists, s.member)
+		}
+		if !join && (state != recordLive || rec.session != s.id) {
+			return driver.ErrNotMember
+		}
+		if state == recordDead { // tidy up all that the dead session left
+			if err := s.reapLocked(map[string]string{rec.session: s.member}); err != nil {
+				return err
+			}
+		}
+		rec = memberRecord{session: s.id, ttl: s.ttl, caps: caps}
+		return s.writeFile(p, rec.encode())
+	})
 }
 
 // Leave removes this member's record.
 func (s *session) Leave(ctx context.Context, group string) error {
-	const op = "leave"
-	end, err := s.begin(ctx, op, group, lostNot(driver.ErrNotMember))
-	if err != nil {
-		return err
-	}
-	defer end()
-	if err := checkName("group", group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	defer unlock()
-	j, err := s.judge()
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if ok, err := s.aliveLocked(j); err != nil || !ok {
-		return driver.Errorf(backend, op, group, errOr(err, lostNot(driver.ErrNotMember)))
-	}
-	if err := s.groupExists(group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if s.member == "" {
-		return driver.Errorf(backend, op, group, driver.ErrNotMember)
-	}
-	p := s.path(groupsDir, group, s.member)
-	rec, state, err := s.readMember(j, p)
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if state != recordLive || rec.session != s.id {
-		return driver.Errorf(backend, op, group, driver.ErrNotMember)
-	}
-	return driver.Errorf(backend, op, group, removeFile(p))
+	notMember := lostNot(driver.ErrNotMember)
+	return s.run(ctx, "leave", group, notMember, checkName("group", group), locked, func() error {
+		j, err := s.judge()
+		if err != nil {
+			return err
+		}
+		if ok, err := s.aliveLocked(j); err != nil || !ok {
+			return errOr(err, notMember)
+		}
+		if err := s.groupExists(group); err != nil {
+			return err
+		}
+		if s.member == "" {
+			return driver.ErrNotMember
+		}
+		p := s.path(groupsDir, group, s.member)
+		rec, state, err := s.readMember(j, p)
+		if err != nil {
+			return err
+		}
+		if state != recordLive || rec.session != s.id {
+			return driver.ErrNotMember
+		}
+		return removeFile(p)
+	})
 }
 
 // Members lists the live members without taking the flock; it takes it
 // only to remove records of dead sessions, or garbage, that it came across.
-func (s *session) Members(ctx context.Context, group string) ([]driver.Member, error) {
-	const op = "members"
-	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
-	if err != nil {
-		return nil, err
-	}
-	defer end()
-	if err := checkName("group", group); err != nil {
-		return nil, driver.Errorf(backend, op, group, err)
-	}
-	j, err := s.judge()
-	if err != nil {
-		return nil, driver.Errorf(backend, op, group, err)
-	}
-	live, dead, err := s.scanGroup(j, group)
-	if err != nil {
-		return nil, driver.Errorf(backend, op, group, err)
-	}
-	if len(dead) > 0 {
-		s.prune(group, dead)
-	}
-	if len(live) > 0 {
+func (s *session) Members(ctx context.Context, group string) (live []driver.Member, err error) {
+	err = s.run(ctx, "members", group, driver.ErrSessionLost, checkName("group", group), unlocked, func() error {
+		j, err := s.judge()
+		if err != nil {
+			return err
+		}
+		var dead []string
+		if live, dead, err = s.scanGroup(j, group); err != nil {
+			return err
+		}
+		if len(dead) > 0 {
+			s.prune(group, dead)
+		}
+		if len(live) == 0 {
+			return nil
+		}
 		marks, err := os.ReadDir(s.path(marksDir, group))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, driver.Errorf(backend, op, group, err)
+			return err
 		}
 		down := make(map[string]bool, len(marks))
 		for _, m := range marks {
@@ -226,44 +176,35 @@ func (s *session) Members(ctx context.Context, group string) ([]driver.Member, e
 		for i := range live {
 			live[i].ForcedDown = down[live[i].ID]
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return live, nil
 }
 
 // SetForcedDown creates or removes the member's mark.
 func (s *session) SetForcedDown(ctx context.Context, group, member string, down bool) error {
-	const op = "force down"
-	end, err := s.begin(ctx, op, group, driver.ErrSessionLost)
-	if err != nil {
+	check := cmp.Or(checkName("group", group), checkName("member", member))
+	// Under the flock: against DeleteGroup removing the marks.
+	return s.run(ctx, "force down", group, driver.ErrSessionLost, check, locked, func() error {
+		if err := s.groupExists(group); err != nil {
+			return err
+		}
+		p := s.path(marksDir, group, member)
+		if !down {
+			return removeFile(p)
+		}
+		if err := os.MkdirAll(s.path(marksDir, group), dirPerm); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, filePerm)
+		if err == nil {
+			err = f.Close()
+		}
 		return err
-	}
-	defer end()
-	if err := checkName("group", group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	if err := checkName("member", member); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	unlock, err := s.lock(ctx) // against DeleteGroup removing the marks
-	if err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	defer unlock()
-	if err := s.groupExists(group); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	p := s.path(marksDir, group, member)
-	if !down {
-		return driver.Errorf(backend, op, group, removeFile(p))
-	}
-	if err := os.MkdirAll(s.path(marksDir, group), dirPerm); err != nil {
-		return driver.Errorf(backend, op, group, err)
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, filePerm)
-	if err == nil {
-		err = f.Close()
-	}
-	return driver.Errorf(backend, op, group, err)
+	})
 }
 
 func (s *session) groupExists(group string) error {

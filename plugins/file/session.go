@@ -248,6 +248,35 @@ func (s *session) begin(ctx context.Context, op, name string, lostErr error) (fu
 	return s.life.RUnlock, nil
 }
 
+// Whether an operation runs under the flock.
+const (
+	unlocked = false
+	locked   = true
+)
+
+// run is the frame of operation op on name: the session must be open and
+// not lost (else lostErr), check (the names' validity) must be nil, and
+// with locked the body runs under the flock. Every error the body returns
+// comes back wrapped with op and name.
+func (s *session) run(ctx context.Context, op, name string, lostErr, check error, withFlock bool, body func() error) error {
+	end, err := s.begin(ctx, op, name, lostErr)
+	if err != nil {
+		return err
+	}
+	defer end()
+	if check != nil {
+		return driver.Errorf(backend, op, name, check)
+	}
+	if withFlock {
+		unlock, err := s.lock(ctx)
+		if err != nil {
+			return driver.Errorf(backend, op, name, err)
+		}
+		defer unlock()
+	}
+	return driver.Errorf(backend, op, name, body())
+}
+
 // aliveLocked checks this session is still alive; if not, it removes its
 // records and ends it. Caller holds the flock.
 func (s *session) aliveLocked(j *judge) (bool, error) {
