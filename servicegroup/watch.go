@@ -102,9 +102,10 @@ func (s *ServiceGroup) Watch(ctx context.Context, group string) (*Watch, error) 
 	return w, nil
 }
 
-// poll diffs the group's state every WatchInterval. Backends without a
-// native watch get exactly this; it sees a member that joins and leaves
-// between two polls as nothing, which is the state that mattered.
+// poll diffs the group's state every WatchInterval, and at once whenever a
+// backend's native watch says something changed. It sees a member that
+// joins and leaves between two diffs as nothing, which is the state that
+// mattered.
 func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, out chan<- Event) error {
 	known := map[string]bool{}
 	leader := ""
@@ -150,13 +151,21 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 	}
 	t := time.NewTicker(s.cfg.WatchInterval)
 	defer t.Stop()
+	native := nativeWatch{group: group}
+	defer native.stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.stop:
-			return fmt.Errorf("servicegroup: watch %q: %w", group, driver.ErrClosed)
-		case <-t.C:
+		// A stream just (re)started may have missed what changed since the
+		// last diff: diff at once. Otherwise wait for a reason to look.
+		if !native.follow(ctx, s) {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.stop:
+				return fmt.Errorf("servicegroup: watch %q: %w", group, driver.ErrClosed)
+			case <-t.C:
+			case <-native.wake:
+				native.drain()
+			}
 		}
 		ms, err := s.Members(ctx, group)
 		switch {
@@ -176,6 +185,63 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 			return s.watchEnd(ctx)
 		}
 	}
+}
+
+// nativeWatch follows a backend's own change stream (driver.Watcher) where
+// there is one. Its events only say "look now": the watch still diffs the
+// member list, so what it reports is the same as by polling, only sooner,
+// and a broken stream loses nothing. Leadership is still polled.
+type nativeWatch struct {
+	group  string
+	drv    driver.Driver // the session watched (nil: none yet, or re-watch)
+	wake   <-chan driver.Event
+	cancel context.CancelFunc
+}
+
+// follow (re)starts the stream when the session changed or the stream
+// ended, and says whether it started one.
+func (n *nativeWatch) follow(ctx context.Context, s *ServiceGroup) bool {
+	d, _, _, err := s.session()
+	if err != nil || d == n.drv {
+		return false
+	}
+	n.stop()
+	n.drv = d
+	w, ok := d.(driver.Watcher)
+	if !ok {
+		return false
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	events, _, err := w.Watch(wctx, n.group)
+	if err != nil {
+		cancel()
+		return false // the member list says why (e.g. the group is gone)
+	}
+	n.wake, n.cancel = events, cancel
+	return true
+}
+
+// drain takes every queued event: one diff answers them all.
+func (n *nativeWatch) drain() {
+	for {
+		select {
+		case _, ok := <-n.wake:
+			if !ok {
+				n.stop()
+				n.drv = nil // watch anew on the next round
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (n *nativeWatch) stop() {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wake, n.cancel = nil, nil
 }
 
 func (s *ServiceGroup) watchEnd(ctx context.Context) error {

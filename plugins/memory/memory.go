@@ -6,6 +6,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -33,8 +34,44 @@ type store struct {
 }
 
 type group struct {
-	members map[string]*membership
-	forced  map[string]bool
+	members  map[string]*membership
+	forced   map[string]bool
+	watchers map[*watch]struct{}
+}
+
+// watch is one native watch of a group.
+type watch struct {
+	events chan driver.Event
+	errc   chan error
+	ended  bool
+}
+
+// watchBuffer is how many events a watch holds for a slow reader; past it
+// the watch ends with errSlowWatcher and the reader watches anew.
+const watchBuffer = 256
+
+var errSlowWatcher = errors.New("memory: watch: the reader fell behind")
+
+// notify tells g's watchers; caller holds st.mu.
+func (g *group) notify(ev driver.Event) {
+	for w := range g.watchers {
+		select {
+		case w.events <- ev:
+		default:
+			g.endWatch(w, errSlowWatcher)
+		}
+	}
+}
+
+// endWatch ends w with err (nil when its context ended); caller holds st.mu.
+func (g *group) endWatch(w *watch, err error) {
+	if w.ended {
+		return
+	}
+	w.ended = true
+	delete(g.watchers, w)
+	w.errc <- err
+	close(w.events)
 }
 
 type membership struct {
@@ -118,10 +155,11 @@ func (st *store) end(s *session) {
 	s.ended = true
 	s.timer.Stop()
 	delete(st.sessions, s)
-	for _, g := range st.groups {
+	for name, g := range st.groups {
 		for id, m := range g.members {
 			if m.s == s {
 				delete(g.members, id)
+				g.notify(driver.Event{Type: driver.Left, Group: name, Member: id})
 			}
 		}
 	}
@@ -200,7 +238,7 @@ func (s *session) CreateGroup(ctx context.Context, name string) error {
 	if _, ok := s.st.groups[name]; ok {
 		return driver.Errorf(backend, "create group", name, driver.ErrGroupExists)
 	}
-	s.st.groups[name] = &group{members: map[string]*membership{}, forced: map[string]bool{}}
+	s.st.groups[name] = &group{members: map[string]*membership{}, forced: map[string]bool{}, watchers: map[*watch]struct{}{}}
 	return nil
 }
 
@@ -217,6 +255,9 @@ func (s *session) DeleteGroup(ctx context.Context, name string) error {
 		return driver.Errorf(backend, "delete group", name, driver.ErrGroupNotEmpty)
 	}
 	delete(s.st.groups, name)
+	for w := range g.watchers {
+		g.endWatch(w, driver.Errorf(backend, "watch", name, driver.ErrGroupNotFound))
+	}
 	return nil
 }
 
@@ -246,6 +287,7 @@ func (s *session) Join(ctx context.Context, name string, caps []byte) error {
 		return driver.Errorf(backend, "join", name, fmt.Errorf("%w: %q", driver.ErrMemberExists, s.member))
 	}
 	g.members[s.member] = &membership{s: s, caps: clone(caps)}
+	g.notify(driver.Event{Type: driver.Joined, Group: name, Member: s.member})
 	return nil
 }
 
@@ -262,6 +304,7 @@ func (s *session) Leave(ctx context.Context, name string) error {
 		return driver.Errorf(backend, "leave", name, driver.ErrNotMember)
 	}
 	delete(g.members, s.member)
+	g.notify(driver.Event{Type: driver.Left, Group: name, Member: s.member})
 	return nil
 }
 
@@ -371,4 +414,25 @@ func clone(b []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), b...)
+}
+
+// Watch streams group's joins and leaves (expiries included) as they
+// happen, until ctx ends or the group is deleted.
+func (s *session) Watch(ctx context.Context, name string) (<-chan driver.Event, <-chan error, error) {
+	if err := s.lock("watch", name); err != nil {
+		return nil, nil, err
+	}
+	defer s.st.mu.Unlock()
+	g, err := s.group("watch", name)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := &watch{events: make(chan driver.Event, watchBuffer), errc: make(chan error, 1)}
+	g.watchers[w] = struct{}{}
+	context.AfterFunc(ctx, func() {
+		s.st.mu.Lock()
+		defer s.st.mu.Unlock()
+		g.endWatch(w, nil)
+	})
+	return w.events, w.errc, nil
 }
