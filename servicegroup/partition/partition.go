@@ -213,11 +213,7 @@ func (p *Partitioner) set(weights map[string]int) {
 	if p.ring != nil && equal(p.weights, weights) {
 		return
 	}
-	nodes := make([]hashring.Node, 0, len(weights))
-	for id, w := range weights {
-		nodes = append(nodes, hashring.Node{Name: id, Weight: w})
-	}
-	r, err := hashring.New(p.alg, nodes)
+	r, err := p.next(weights)
 	if err != nil {
 		// Cannot happen: names are valid member ids, weights are clamped.
 		p.log.Error("cannot build the ring; keeping the previous one", zap.Error(err))
@@ -231,6 +227,36 @@ func (p *Partitioner) set(weights map[string]int) {
 		default:
 		}
 	}
+}
+
+// next builds the ring for weights: by one With or Without when a single
+// member joined, left or changed weight (the same ring New would build, at
+// a fraction of the cost on a large group), else anew.
+func (p *Partitioner) next(weights map[string]int) (*hashring.Ring, error) {
+	if p.ring != nil {
+		var changed, gone []string
+		for id, w := range weights {
+			if old, ok := p.weights[id]; !ok || old != w {
+				changed = append(changed, id)
+			}
+		}
+		for id := range p.weights {
+			if _, ok := weights[id]; !ok {
+				gone = append(gone, id)
+			}
+		}
+		switch {
+		case len(changed) == 1 && len(gone) == 0:
+			return p.ring.With(hashring.Node{Name: changed[0], Weight: weights[changed[0]]})
+		case len(changed) == 0 && len(gone) == 1:
+			return p.ring.Without(gone[0]), nil
+		}
+	}
+	nodes := make([]hashring.Node, 0, len(weights))
+	for id, w := range weights {
+		nodes = append(nodes, hashring.Node{Name: id, Weight: w})
+	}
+	return hashring.New(p.alg, nodes)
 }
 
 func equal(a, b map[string]int) bool {
