@@ -30,10 +30,8 @@ func newZapHclog(z *zap.Logger) hclog.Logger { return &zapHclog{z: z} }
 
 func zapLevel(l hclog.Level) zapcore.Level {
 	switch {
-	case l <= hclog.Debug: // zap has no trace: go-plugin's chatter is debug
+	case l <= hclog.Info: // go-plugin's own chatter (mTLS set-up, starts) is debug
 		return zapcore.DebugLevel
-	case l == hclog.Info:
-		return zapcore.InfoLevel
 	case l == hclog.Warn:
 		return zapcore.WarnLevel
 	default:

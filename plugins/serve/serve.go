@@ -60,17 +60,29 @@ func Driver(factory driver.Factory) {
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
 		go func() {
 			sig := <-sigs
-			exit(1, "received "+sig.String())
+			exit(0, "received "+sig.String()) // asked to stop: not a failure
 		}()
 	}
 
+	// go-plugin's own start-up messages are transport detail: shown when
+	// the host debugs, else warnings up.
+	pluginLevel := hclog.LevelFromString(os.Getenv(proto.EnvLogLevel))
+	if pluginLevel != hclog.Trace && pluginLevel != hclog.Debug {
+		pluginLevel = max(pluginLevel, hclog.Warn)
+	}
+	pluginLog := hclog.New(&hclog.LoggerOptions{
+		Name:       filepath.Base(os.Args[0]),
+		Level:      pluginLevel,
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: proto.Handshake,
 		Plugins:         plugin.PluginSet{proto.PluginName: &grpcPlugin{srv: srv}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, latencyOptions()...)...)
 		},
-		Logger: log,
+		Logger: pluginLog,
 	})
 	// Serve returns when the host shut the plugin down (or it could not
 	// start): the session must not outlive this process.

@@ -86,7 +86,7 @@ func (s *server) Open(ctx context.Context, req *proto.OpenRequest) (*proto.OpenR
 	s.stop = cancel
 	s.beat.Store(int64(time.Since(s.start)))
 	go s.watch(octx, drv, opts.TTL)
-	s.log.Info("session open", "member", opts.Member, "instance", opts.Instance,
+	s.log.Debug("session open", "member", opts.Member, "instance", opts.Instance,
 		"url", driver.Redact(opts.URL), "ttl", opts.TTL.String())
 	return &proto.OpenResponse{Features: s.features}, nil
 }
