@@ -85,8 +85,8 @@ func start(t *testing.T, args ...string) *exec.Cmd {
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("stderr of muster %v:\n%s", args, e.String())
+		if t.Failed() || strings.Contains(e.String(), "DATA RACE") {
+			t.Errorf("stderr of muster %v:\n%s", args, e.String())
 		}
 	})
 	return cmd
@@ -142,12 +142,17 @@ func startOut(t *testing.T, args ...string) *lineCmd {
 	cmd := exec.Command(filepath.Join(binDir, "muster"), args...)
 	cmd.Env = append(os.Environ(), "MUSTER_CONFIG=")
 	cmd.Stdout = out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if t.Failed() || strings.Contains(stderr.String(), "DATA RACE") {
+			t.Errorf("stderr of muster %v:\n%s\nstdout:\n%s", args, stderr.String(), strings.Join(out.lines(), "\n"))
+		}
 	})
 	return out
 }
