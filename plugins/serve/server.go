@@ -128,6 +128,9 @@ func (s *server) watch(ctx context.Context, drv driver.Driver, ttl time.Duration
 
 // end ends the session other than by Close, closing it on the backend so
 // that nothing joined or locked outlives the host's attention.
+//
+// Calls fail at once, but the host hears of the end (the event stream) only
+// once the backend session is closed: by then its records are gone.
 func (s *server) end(reason string) {
 	s.mu.Lock()
 	select {
@@ -136,18 +139,23 @@ func (s *server) end(reason string) {
 		return
 	default:
 	}
-	s.reason = reason
+	if s.lost != nil { // another end is closing it
+		s.mu.Unlock()
+		return
+	}
 	s.lost = fmt.Errorf("plugin: %w: %s", driver.ErrSessionLost, reason)
-	close(s.ended)
 	drv := s.drv
 	s.mu.Unlock()
 
 	s.log.Warn("session ended", "reason", reason)
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
 	if err := drv.Close(ctx); err != nil {
 		s.log.Warn("closing the ended session", "error", err)
 	}
+	cancel()
+	s.mu.Lock()
+	s.markEnded(reason)
+	s.mu.Unlock()
 }
 
 // shutdown closes the session, if any, because the process is exiting.
