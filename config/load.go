@@ -1,10 +1,12 @@
 package config
 
 import (
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -165,14 +167,29 @@ func (c Config) Validate() error {
 	return nil
 }
 
-var known = []string{
-	"backend.url", "backend.mode", "backend.plugin_dir", "backend.plugin_checksums", "backend.dial_timeout",
-	"session.member", "session.heartbeat_interval", "session.member_ttl", "session.watch_interval",
-	"log.level", "log.format",
-	"agent.compute.group", "agent.compute.listen", "agent.compute.capabilities",
-	"agent.central.group", "agent.central.listen", "agent.central.poll_interval", "agent.central.tasks_group",
-	"agent.central.tasks", "agent.central.output", "agent.central.algorithm",
+// known lists every key the schema has, read off Config's toml tags, for
+// suggestions.
+var known = keysOf(reflect.TypeOf(Config{}), "")
+
+func keysOf(t reflect.Type, prefix string) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		out = append(out, key)
+		ft := f.Type
+		if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(textUnmarshaler) {
+			out = append(out, keysOf(ft, key+".")...)
+		}
+	}
+	return out
 }
+
+var textUnmarshaler = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 
 // suggest names the known key closest to k, for typos.
 func suggest(k string) string {

@@ -96,7 +96,7 @@ func (l *Lock) Acquire(ctx context.Context) (Token, error) {
 }
 
 func (l *Lock) acquire(ctx context.Context) (Token, error) {
-	d, _, _, err := l.sg.session()
+	d, _, err := l.sg.session()
 	if err != nil {
 		return 0, err
 	}

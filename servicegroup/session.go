@@ -26,7 +26,6 @@ type ServiceGroup struct {
 
 	mu      sync.Mutex
 	drv     driver.Driver
-	gen     uint64             // bumped on every new session
 	renewed chan struct{}      // closed (and replaced) when a new session is up
 	joined  map[string]*joined // groups this member is in, to re-join
 	locks   map[*Lock]struct{} // locks held through the current session
@@ -162,7 +161,6 @@ func (s *ServiceGroup) recover(old driver.Driver, why string) {
 				return
 			}
 			s.drv = d
-			s.gen++
 			close(s.renewed)
 			s.renewed = make(chan struct{})
 			s.mu.Unlock()
@@ -249,21 +247,22 @@ func (s *ServiceGroup) checkLocks(d driver.Driver) {
 	}
 }
 
-// session returns the current session and its generation.
-func (s *ServiceGroup) session() (driver.Driver, uint64, chan struct{}, error) {
+// session returns the current session, and a channel closed when a new
+// one replaces it.
+func (s *ServiceGroup) session() (driver.Driver, chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, 0, nil, fmt.Errorf("servicegroup: %w", driver.ErrClosed)
+		return nil, nil, fmt.Errorf("servicegroup: %w", driver.ErrClosed)
 	}
-	return s.drv, s.gen, s.renewed, nil
+	return s.drv, s.renewed, nil
 }
 
 // do runs op on the current session. If the session turns out to be lost,
 // it waits (within ctx) for the keeper to open a new one and runs op once
 // more there, so callers see a short delay rather than ErrSessionLost.
 func (s *ServiceGroup) do(ctx context.Context, op func(driver.Driver) error) error {
-	d, _, renewed, err := s.session()
+	d, renewed, err := s.session()
 	if err != nil {
 		return err
 	}
@@ -282,7 +281,7 @@ func (s *ServiceGroup) do(ctx context.Context, op func(driver.Driver) error) err
 	case <-s.stop:
 		return fmt.Errorf("servicegroup: %w", driver.ErrClosed)
 	}
-	d, _, _, err2 := s.session()
+	d, _, err2 := s.session()
 	if err2 != nil {
 		return err2
 	}

@@ -147,7 +147,7 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 		return true
 	}
 	if !diff(first) || !checkLeader() {
-		return s.watchEnd(ctx)
+		return s.watchEnd(ctx, group)
 	}
 	t := time.NewTicker(s.cfg.WatchInterval)
 	defer t.Stop()
@@ -171,7 +171,7 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 		switch {
 		case errors.Is(err, driver.ErrGroupNotFound):
 			if !diff(nil) {
-				return s.watchEnd(ctx)
+				return s.watchEnd(ctx, group)
 			}
 			return fmt.Errorf("servicegroup: watch %q: group deleted: %w", group, err)
 		case err != nil:
@@ -182,7 +182,7 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 			continue
 		}
 		if !diff(ms) || !checkLeader() {
-			return s.watchEnd(ctx)
+			return s.watchEnd(ctx, group)
 		}
 	}
 }
@@ -201,7 +201,7 @@ type nativeWatch struct {
 // follow (re)starts the stream when the session changed or the stream
 // ended, and says whether it started one.
 func (n *nativeWatch) follow(ctx context.Context, s *ServiceGroup) bool {
-	d, _, _, err := s.session()
+	d, _, err := s.session()
 	if err != nil || d == n.drv {
 		return false
 	}
@@ -244,9 +244,9 @@ func (n *nativeWatch) stop() {
 	n.wake, n.cancel = nil, nil
 }
 
-func (s *ServiceGroup) watchEnd(ctx context.Context) error {
+func (s *ServiceGroup) watchEnd(ctx context.Context, group string) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	return fmt.Errorf("servicegroup: watch: %w", driver.ErrClosed)
+	return fmt.Errorf("servicegroup: watch %q: %w", group, driver.ErrClosed)
 }

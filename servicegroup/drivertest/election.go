@@ -345,7 +345,7 @@ func (s *suite) testLeaderLost(t *testing.T) {
 	ctrl.set(live)
 	eventually(t, soon, func() error {
 		if !closed(lead.Lost()) {
-			return errors.New("Lost not closed even after the partition healed")
+			return errors.New("the Lost channel is not closed even after the partition healed")
 		}
 		return nil
 	})
