@@ -61,6 +61,17 @@ type Member struct {
 type LockHolder struct {
 	Member string
 	Token  Token
+	// Session is an opaque id unique to the holding session (unique across
+	// restarts of the same member), so two holdings with equal tokens or
+	// the same member are never confused. Empty only for records written
+	// by another library (e.g. tooz) that carry no session.
+	Session string
+}
+
+// SessionID is implemented by every Driver: the opaque id its lock
+// records carry as LockHolder.Session.
+type SessionID interface {
+	SessionID() string
 }
 
 // Driver is one member's session on one backend. Every method is safe for
