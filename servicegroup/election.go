@@ -22,7 +22,7 @@ func (s *ServiceGroup) Campaign(ctx context.Context, group string) (*Leadership,
 	if err := validGroup(group); err != nil {
 		return nil, err
 	}
-	l := &Lock{sg: s, name: driver.ElectionLock(group)}
+	l := s.Lock(driver.ElectionLock(group))
 	if _, err := l.acquire(ctx); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/musterhq/muster/servicegroup/driver"
 )
 
@@ -18,17 +20,20 @@ import (
 type Lock struct {
 	sg   *ServiceGroup
 	name string
+	// sem serializes TryAcquire and Release on this Lock, including their
+	// background resolution when a caller gives up mid-call.
+	sem chan struct{}
 
 	mu    sync.Mutex
 	held  bool
 	token Token
-	drv   driver.Driver // the session that holds it
+	ep    *epoch // the session that holds it
 	lost  chan struct{}
 }
 
 // Lock returns the lock called name. Nothing is taken until Acquire.
 func (s *ServiceGroup) Lock(name string) *Lock {
-	return &Lock{sg: s, name: name}
+	return &Lock{sg: s, name: name, sem: make(chan struct{}, 1)}
 }
 
 // Name is the lock's name.
@@ -41,8 +46,21 @@ func (l *Lock) validate() error {
 	return nil
 }
 
+func (l *Lock) enter(ctx context.Context) (release func(), err error) {
+	select {
+	case l.sem <- struct{}{}:
+		return func() { <-l.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // TryAcquire takes the lock if it is free and returns its fencing token;
 // ErrLockHeld if anyone (this session included) holds it.
+//
+// If ctx ends while the backend is still taking the lock, TryAcquire
+// returns ctx.Err() at once and the lock, if it was taken, is released in
+// the background: a cancelled call never leaves a lock that nobody holds.
 func (l *Lock) TryAcquire(ctx context.Context) (Token, error) {
 	if err := l.validate(); err != nil {
 		return 0, err
@@ -51,39 +69,77 @@ func (l *Lock) TryAcquire(ctx context.Context) (Token, error) {
 }
 
 func (l *Lock) try(ctx context.Context) (Token, error) {
-	l.mu.Lock()
-	if l.held {
-		l.mu.Unlock()
-		return 0, fmt.Errorf("servicegroup: lock %q: %w (by this Lock)", l.name, driver.ErrLockHeld)
+	tok, err := l.tryOn(ctx)
+	if lostSession(err) && !errorsIsCtx(err) {
+		// Taken (or not) on a session that died meanwhile: it went with it.
+		tok, err = l.tryOn(ctx)
 	}
-	l.mu.Unlock()
-	var tok Token
-	var holder driver.Driver
-	err := l.sg.do(ctx, func(d driver.Driver) (err error) {
-		tok, err = d.TryLock(ctx, l.name)
-		holder = d
-		return err
-	})
+	return tok, err
+}
+
+func (l *Lock) tryOn(ctx context.Context) (Token, error) {
+	release, err := l.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
-	l.acquired(holder, tok)
-	return tok, nil
+	if l.Held() {
+		release()
+		return 0, fmt.Errorf("servicegroup: lock %q: %w (by this Lock)", l.name, driver.ErrLockHeld)
+	}
+	e, err := l.sg.live(ctx)
+	if err != nil {
+		release()
+		return 0, err
+	}
+	var tok Token
+	return tok, l.sg.settle(ctx,
+		func(c context.Context) (err error) {
+			tok, err = e.drv.TryLock(c, l.name)
+			return err
+		},
+		func(err error, abandoned bool) error {
+			defer release()
+			if lostSession(err) {
+				l.sg.kill(e, err.Error())
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			if abandoned || !l.acquired(e, tok) {
+				l.undo(e, tok)
+				return fmt.Errorf("servicegroup: lock %q: %w (the session ended while taking it)", l.name, driver.ErrSessionLost)
+			}
+			return nil
+		})
 }
 
-func (l *Lock) acquired(d driver.Driver, tok Token) {
-	l.mu.Lock()
-	l.held, l.token, l.drv, l.lost = true, tok, d, make(chan struct{})
-	l.mu.Unlock()
+// undo releases a holding nobody will track (its caller gave up, or its
+// session died while it was taken), in the background.
+func (l *Lock) undo(e *epoch, tok Token) {
+	l.sg.background(func(ctx context.Context) {
+		if err := e.drv.Unlock(ctx, l.name, tok); err != nil && !lostSession(err) && !errors.Is(err, driver.ErrNotLocked) {
+			l.sg.log.Warn("releasing an abandoned lock failed; it is freed when the session ends",
+				zap.String("lock", l.name), zap.Error(err))
+		}
+	})
+}
+
+// acquired files the holding of token tok through e, unless e is dead (or
+// past its deadline) or the ServiceGroup is closed. It reports whether it
+// did.
+func (l *Lock) acquired(e *epoch, tok Token) bool {
 	s := l.sg
 	s.mu.Lock()
-	if s.drv == d && !s.closed {
-		s.locks[l] = struct{}{}
-		s.mu.Unlock()
-		return
+	defer s.mu.Unlock()
+	if e.dead || e.expired() || s.closed {
+		return false
 	}
-	s.mu.Unlock()
-	l.markLost(d) // the session ended while we were taking it
+	l.mu.Lock()
+	l.held, l.token, l.ep, l.lost = true, tok, e, make(chan struct{})
+	l.mu.Unlock()
+	e.locks[l] = tok
+	return true
 }
 
 // Acquire waits until the lock is taken or ctx ends (then ctx.Err(), e.g.
@@ -96,20 +152,22 @@ func (l *Lock) Acquire(ctx context.Context) (Token, error) {
 }
 
 func (l *Lock) acquire(ctx context.Context) (Token, error) {
-	d, _, err := l.sg.session()
+	e, err := l.sg.live(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if w, ok := d.(driver.LockWaiter); ok {
+	if w, ok := e.drv.(driver.LockWaiter); ok && !l.Held() {
 		tok, err := w.Lock(ctx, l.name)
-		if err == nil {
-			l.acquired(d, tok)
+		switch {
+		case err == nil && l.acquired(e, tok):
 			return tok, nil
-		}
-		if ctx.Err() != nil {
+		case err == nil:
+			l.undo(e, tok)
+			// The session died while waiting: wait again on the next one.
+		case ctx.Err() != nil:
+			l.resolve(e)
 			return 0, ctx.Err()
-		}
-		if !errors.Is(err, driver.ErrNotSupported) {
+		case !errors.Is(err, driver.ErrNotSupported) && !lostSession(err):
 			return 0, err
 		}
 	}
@@ -123,7 +181,7 @@ func (l *Lock) acquire(ctx context.Context) (Token, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		if !errors.Is(err, driver.ErrLockHeld) && !errors.Is(err, driver.ErrSessionLost) {
+		if !errors.Is(err, driver.ErrLockHeld) && !lostSession(err) {
 			return 0, err
 		}
 		t := time.NewTimer(wait)
@@ -137,71 +195,129 @@ func (l *Lock) acquire(ctx context.Context) (Token, error) {
 	}
 }
 
+// resolve settles a native wait that ctx cut short: if the backend says
+// this session holds the lock anyway (the grant crossed the cancellation)
+// and no Lock tracks that holding, it is released.
+func (l *Lock) resolve(e *epoch) {
+	if e.id == "" {
+		return
+	}
+	l.sg.background(func(ctx context.Context) {
+		h, err := e.drv.LockHolder(ctx, l.name)
+		if err != nil || h.Session != e.id {
+			return
+		}
+		l.sg.mu.Lock()
+		tracked := false
+		for other, tok := range e.locks {
+			if other.name == l.name && tok == h.Token {
+				tracked = true
+			}
+		}
+		l.sg.mu.Unlock()
+		if !tracked {
+			_ = e.drv.Unlock(ctx, l.name, h.Token)
+		}
+	})
+}
+
 // Release frees the lock. ErrNotLocked if this Lock does not hold it (never
 // taken, released, or lost: then another may hold it, and nothing is freed).
+// The holding is kept until the backend confirms the release, so a release
+// that failed (a timeout, an unreachable backend) can be retried; if ctx
+// ends first the release completes in the background.
 func (l *Lock) Release(ctx context.Context) error {
+	release, err := l.enter(ctx)
+	if err != nil {
+		return err
+	}
 	l.mu.Lock()
-	held, tok, d := l.held, l.token, l.drv
+	held, tok, e := l.held, l.token, l.ep
 	l.mu.Unlock()
-	if !held {
+	if !held || e.expired() {
+		release()
 		return fmt.Errorf("servicegroup: release %q: %w (not held by this Lock)", l.name, driver.ErrNotLocked)
 	}
-	l.mu.Lock()
-	if l.held && l.drv == d && l.token == tok {
-		l.held = false
-	}
-	l.mu.Unlock()
+	return l.sg.settle(ctx,
+		func(c context.Context) error { return e.drv.Unlock(c, l.name, tok) },
+		func(err error, _ bool) error {
+			defer release()
+			switch {
+			case err == nil:
+				l.drop(e, tok, false)
+				return nil
+			case lostSession(err):
+				// The session ended before the keeper noticed: the lock
+				// went with it.
+				l.sg.kill(e, err.Error())
+				if !errors.Is(err, driver.ErrNotLocked) {
+					err = fmt.Errorf("servicegroup: release %q: %w (%w)", l.name, driver.ErrNotLocked, err)
+				}
+				return err
+			case errors.Is(err, driver.ErrNotLocked):
+				// Broken or expired behind our back: it was lost.
+				l.drop(e, tok, true)
+				return err
+			default:
+				return err // still held: retry
+			}
+		})
+}
+
+// drop forgets the holding (e, tok), telling Lost when it was lost.
+func (l *Lock) drop(e *epoch, tok Token, lost bool) {
 	s := l.sg
 	s.mu.Lock()
-	delete(s.locks, l)
+	if cur, ok := e.locks[l]; ok && cur == tok {
+		delete(e.locks, l)
+	}
 	s.mu.Unlock()
-	err := d.Unlock(ctx, l.name, tok)
-	if errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed) {
-		// The session ended before the keeper noticed: the lock went with it.
-		if !errors.Is(err, driver.ErrNotLocked) {
-			err = fmt.Errorf("servicegroup: release %q: %w (%w)", l.name, driver.ErrNotLocked, err)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held && l.ep == e && l.token == tok {
+		l.held = false
+		if lost {
+			close(l.lost)
 		}
 	}
-	return err
 }
 
 // Token is the fencing token of the current holding, 0 when not held.
 func (l *Lock) Token() Token {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.held {
+	if !l.held || l.ep.expired() {
 		return 0
 	}
 	return l.token
 }
 
-// Held reports whether this Lock holds the lock, as far as it knows.
+// Held reports whether this Lock holds the lock, as far as it knows. It
+// turns false at the session's local deadline (the last heartbeat's send
+// time + member TTL − a safety margin, see lossMargin), before the backend
+// can hand the lock to anyone else, even while the network is silent.
 func (l *Lock) Held() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.held
+	return l.held && !l.ep.expired()
 }
 
 // Lost returns a channel closed when the current holding is lost: the
-// session expired or was closed, the plugin died, or an operator broke the
-// lock. Release does not close it. Before the first Acquire it returns nil.
+// session expired (by its local deadline) or was closed, the plugin died,
+// or an operator broke the lock. Release does not close it. Before the
+// first Acquire it returns nil.
 func (l *Lock) Lost() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.lost
 }
 
-func (l *Lock) heldToken() (Token, bool) {
+// markLost ends the holding of token tok through session e; a newer
+// holding of the same Lock is left alone.
+func (l *Lock) markLost(e *epoch, tok Token) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.token, l.held
-}
-
-// markLost ends a holding taken through session d.
-func (l *Lock) markLost(d driver.Driver) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.held && l.drv == d {
+	if l.held && l.ep == e && l.token == tok {
 		l.held = false
 		close(l.lost)
 	}
@@ -213,7 +329,7 @@ func (s *ServiceGroup) BreakLock(ctx context.Context, name string) error {
 	if err := driver.ValidateLockName(name); err != nil {
 		return fmt.Errorf("servicegroup: %w", err)
 	}
-	return s.do(ctx, func(d driver.Driver) error { return d.BreakLock(ctx, name) })
+	return s.doOnce(ctx, func(d driver.Driver) error { return d.BreakLock(ctx, name) }, driver.ErrNotLocked)
 }
 
 // LockHolder says which member holds the lock called name and with which

@@ -44,7 +44,7 @@ func (s *ServiceGroup) CreateGroup(ctx context.Context, group string) error {
 	if err := validGroup(group); err != nil {
 		return err
 	}
-	return s.do(ctx, func(d driver.Driver) error { return d.CreateGroup(ctx, group) })
+	return s.doOnce(ctx, func(d driver.Driver) error { return d.CreateGroup(ctx, group) }, driver.ErrGroupExists)
 }
 
 // DeleteGroup deletes group; ErrGroupNotFound, or ErrGroupNotEmpty while a
@@ -53,7 +53,7 @@ func (s *ServiceGroup) DeleteGroup(ctx context.Context, group string) error {
 	if err := validGroup(group); err != nil {
 		return err
 	}
-	return s.do(ctx, func(d driver.Driver) error { return d.DeleteGroup(ctx, group) })
+	return s.doOnce(ctx, func(d driver.Driver) error { return d.DeleteGroup(ctx, group) }, driver.ErrGroupNotFound)
 }
 
 // Groups lists every group, sorted.
@@ -89,25 +89,62 @@ func (s *ServiceGroup) join(ctx context.Context, group string, caps Capabilities
 	if err != nil {
 		return fmt.Errorf("servicegroup: join %q: %w", group, err)
 	}
-	var used driver.Driver
-	err = s.do(ctx, func(d driver.Driver) error {
-		used = d
-		err := d.Join(ctx, group, b)
-		if create && errors.Is(err, driver.ErrGroupNotFound) {
-			if err = d.CreateGroup(ctx, group); err == nil || errors.Is(err, driver.ErrGroupExists) {
-				err = d.Join(ctx, group, b)
-			}
-		}
-		return err
-	})
+	release, err := s.groups.acquire(ctx, group)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	// If the session was replaced meanwhile, the keeper re-joins it.
-	s.joined[group] = &joined{caps: b, create: create, pending: s.drv != used}
-	s.mu.Unlock()
-	return nil
+	err = s.joinOn(ctx, group, b, create, release)
+	if lostSession(err) && !errorsIsCtx(err) {
+		// Cut off by a lost session: its membership went with it.
+		if release, err = s.groups.acquire(ctx, group); err != nil {
+			return err
+		}
+		err = s.joinOn(ctx, group, b, create, release)
+	}
+	return err
+}
+
+// joinOn joins group through the current session, holding the group's turn
+// (release) until the outcome is known: if the caller gives up first, a
+// join that happened anyway is undone before the next Join or Leave of the
+// group runs.
+func (s *ServiceGroup) joinOn(ctx context.Context, group string, caps []byte, create bool, release func()) error {
+	e, err := s.live(ctx)
+	if err != nil {
+		release()
+		return err
+	}
+	return s.settle(ctx,
+		func(c context.Context) error {
+			err := e.drv.Join(c, group, caps)
+			if create && errors.Is(err, driver.ErrGroupNotFound) {
+				if err = e.drv.CreateGroup(c, group); err == nil || errors.Is(err, driver.ErrGroupExists) {
+					err = e.drv.Join(c, group, caps)
+				}
+			}
+			return err
+		},
+		func(err error, abandoned bool) error {
+			defer release()
+			if lostSession(err) {
+				s.kill(e, err.Error())
+				return err
+			}
+			if err != nil {
+				return err
+			}
+			if abandoned {
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+				_ = e.drv.Leave(ctx, group)
+				cancel()
+				return nil
+			}
+			s.mu.Lock()
+			// If the session died meanwhile, the keeper re-joins the new one.
+			s.joined[group] = &joined{caps: caps, create: create, pending: e.dead}
+			s.mu.Unlock()
+			return nil
+		})
 }
 
 // Leave removes this member from group. ErrNotMember, ErrGroupNotFound.
@@ -115,10 +152,22 @@ func (s *ServiceGroup) Leave(ctx context.Context, group string) error {
 	if err := validGroup(group); err != nil {
 		return err
 	}
+	release, err := s.groups.acquire(ctx, group)
+	if err != nil {
+		return err
+	}
+	defer release()
 	s.mu.Lock()
+	j, was := s.joined[group]
 	delete(s.joined, group) // even if Leave fails: do not re-join it
 	s.mu.Unlock()
-	return s.do(ctx, func(d driver.Driver) error { return d.Leave(ctx, group) })
+	err = s.do(ctx, func(d driver.Driver) error { return d.Leave(ctx, group) })
+	if was && j.pending && errors.Is(err, driver.ErrNotMember) {
+		// Not re-joined yet after a lost session: it is not a member, as
+		// asked.
+		return nil
+	}
+	return err
 }
 
 // SetCapabilities replaces this member's capabilities in group; others see

@@ -67,11 +67,14 @@ func OpenDriver(ctx context.Context, cfg Config, backend string, f driver.Factor
 		return nil, fmt.Errorf("servicegroup: %w", err)
 	}
 	s := newServiceGroup(cfg, backend, f)
+	started := monoNow()
 	d, err := s.openSession(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.drv = d
+	s.mu.Lock()
+	s.install(d, started)
+	s.mu.Unlock()
 	s.start()
 	return s, nil
 }

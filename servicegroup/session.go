@@ -25,15 +25,19 @@ type ServiceGroup struct {
 	instance string
 
 	mu      sync.Mutex
-	drv     driver.Driver
+	cur     *epoch             // the current session (dead while being replaced)
 	renewed chan struct{}      // closed (and replaced) when a new session is up
 	joined  map[string]*joined // groups this member is in, to re-join
-	locks   map[*Lock]struct{} // locks held through the current session
 	closed  bool
+
+	// groups serializes Join, Leave and re-joins per group, so a join whose
+	// caller gave up is resolved before the next one starts.
+	groups keyedSem
 
 	kick chan struct{} // asks the keeper to check the session now
 	stop chan struct{}
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // the keeper
+	bg   sync.WaitGroup // calls finishing after their caller gave up
 }
 
 type joined struct {
@@ -51,7 +55,6 @@ func newServiceGroup(cfg Config, backend string, f driver.Factory) *ServiceGroup
 		instance: randomID(),
 		renewed:  make(chan struct{}),
 		joined:   map[string]*joined{},
-		locks:    map[*Lock]struct{}{},
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
@@ -66,92 +69,160 @@ func (s *ServiceGroup) Backend() string { return s.backend }
 // Config returns the configuration in force, defaults filled in.
 func (s *ServiceGroup) Config() Config { return s.cfg }
 
+// install makes d, opened at openedAt, the current session. Its deadline
+// timer declares it lost locally (see lossMargin) whatever the keeper is
+// doing, even blocked in a hung heartbeat.
+func (s *ServiceGroup) install(d driver.Driver, openedAt time.Duration) *epoch {
+	e := newEpoch(d, openedAt, s.cfg.MemberTTL)
+	e.timer = time.AfterFunc(time.Duration(e.deadline.Load())-monoNow(), func() {
+		if s.kill(e, "no heartbeat succeeded before the session's deadline (member TTL less the safety margin)") {
+			s.poke()
+		}
+	})
+	s.cur = e
+	return e
+}
+
 func (s *ServiceGroup) start() {
 	s.wg.Add(1)
 	go s.keep()
 }
 
+func (s *ServiceGroup) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
 // keep is the session's keeper: it heartbeats every interval and replaces a
-// session the backend has ended. A session whose heartbeats have all failed
-// for a TTL is treated as lost here too: the backend has expired it by its
-// own clock (or will at once), so locks and leadership must be reported lost
-// now, not when the backend is reachable again.
+// session that is lost: ended by the backend, refused by a heartbeat, or
+// past its local deadline.
 func (s *ServiceGroup) keep() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer t.Stop()
-	// lastOK is when the last successful heartbeat was sent: the backend
-	// renewed the session no earlier, so it expires no earlier than
-	// lastOK+TTL.
-	lastOK := time.Now()
 	for {
 		s.mu.Lock()
-		d := s.drv
+		e := s.cur
 		s.mu.Unlock()
-		beat := func() {
-			sent := time.Now()
-			err := s.heartbeat(d)
-			switch {
-			case errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed):
-				s.recover(d, err.Error())
-				lastOK = time.Now()
-			case err != nil && time.Since(lastOK) >= s.cfg.MemberTTL:
-				s.recover(d, fmt.Sprintf("no heartbeat succeeded for %v (member TTL): %v", time.Since(lastOK).Round(time.Millisecond), err))
-				lastOK = time.Now()
-			case err != nil:
-				// The session lives until its TTL: keep trying.
-				s.log.Warn("heartbeat failed", zap.Error(err))
-			default:
-				lastOK = sent
-				s.rejoinPending(d)
-				s.checkLocks(d)
-			}
-		}
 		select {
 		case <-s.stop:
 			return
-		case <-d.Done():
-			s.recover(d, "backend ended the session")
-			lastOK = time.Now()
+		case <-e.drv.Done():
+			s.recover(e, "backend ended the session")
 		case <-s.kick:
-			beat()
+			s.beat(e)
 		case <-t.C:
-			beat()
+			s.beat(e)
 		}
 	}
 }
 
-func (s *ServiceGroup) heartbeat(d driver.Driver) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HeartbeatInterval)
-	defer cancel()
-	return d.Heartbeat(ctx)
+// beat renews e once, or replaces it if it is lost.
+func (s *ServiceGroup) beat(e *epoch) {
+	if s.isDead(e) {
+		s.recover(e, "session past its deadline")
+		return
+	}
+	sent := monoNow()
+	// A slow heartbeat that succeeds before the deadline still renews: give
+	// it until then, not just one interval.
+	wait := max(s.cfg.HeartbeatInterval, time.Duration(e.deadline.Load())-sent)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	err := e.drv.Heartbeat(ctx)
+	cancel()
+	switch {
+	case errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed):
+		s.recover(e, err.Error())
+	case err != nil:
+		// The session lives until its deadline: keep trying.
+		s.log.Warn("heartbeat failed", zap.Error(err))
+	case !s.renew(e, sent):
+		s.recover(e, "heartbeat answered after the session's deadline")
+	default:
+		s.rejoinPending(e)
+		s.checkLocks(e)
+	}
 }
 
-// recover replaces the ended session old: everything held through it is
+// renew moves e's deadline after a heartbeat sent at sent succeeded. A
+// dead epoch stays dead.
+func (s *ServiceGroup) renew(e *epoch, sent time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.dead {
+		return false
+	}
+	dl := sent + s.cfg.MemberTTL - lossMargin(s.cfg.MemberTTL)
+	if dl <= monoNow() {
+		return false // the timer fires at once and kills it
+	}
+	e.deadline.Store(int64(dl))
+	e.timer.Reset(dl - monoNow())
+	return true
+}
+
+// isDead reports whether e is dead or past its deadline (then it kills it).
+func (s *ServiceGroup) isDead(e *epoch) bool {
+	s.mu.Lock()
+	dead := e.dead
+	s.mu.Unlock()
+	if !dead && e.expired() {
+		s.kill(e, "session past its deadline")
+		return true
+	}
+	return dead
+}
+
+// kill declares e lost, once: every lock and leadership held through it is
+// reported lost now, and groups are marked for re-joining. It reports
+// whether this call killed it.
+func (s *ServiceGroup) kill(e *epoch, why string) bool {
+	s.mu.Lock()
+	if e.dead {
+		s.mu.Unlock()
+		return false
+	}
+	e.dead = true
+	e.timer.Stop()
+	held := e.locks
+	e.locks = nil
+	if s.cur == e && !s.closed {
+		for _, j := range s.joined {
+			j.pending = true
+		}
+	}
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		s.log.Warn("session lost", zap.String("reason", why), zap.Int("locks_lost", len(held)))
+	}
+	for l, tok := range held {
+		l.markLost(e, tok)
+	}
+	return true
+}
+
+// recover replaces the lost session old: everything held through it is
 // lost; a new session is opened (retrying with backoff until Close) and
 // re-joins the groups.
-func (s *ServiceGroup) recover(old driver.Driver, why string) {
-	s.log.Warn("session lost; opening a new one", zap.String("reason", why))
+func (s *ServiceGroup) recover(old *epoch, why string) {
+	s.kill(old, why)
 	s.mu.Lock()
-	if s.drv != old || s.closed {
+	if s.cur != old || s.closed {
 		s.mu.Unlock()
 		return
 	}
-	lost := s.locks
-	s.locks = map[*Lock]struct{}{}
-	for _, j := range s.joined {
-		j.pending = true
-	}
 	s.mu.Unlock()
-	for l := range lost {
-		l.markLost(old)
-	}
+	s.log.Info("opening a new session", zap.String("reason", why))
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
-	_ = old.Close(ctx)
+	_ = old.drv.Close(ctx)
 	cancel()
 
 	backoff := 50 * time.Millisecond
 	for {
+		started := monoNow()
 		d, err := s.openSession(context.Background())
 		if err == nil {
 			s.mu.Lock()
@@ -160,11 +231,11 @@ func (s *ServiceGroup) recover(old driver.Driver, why string) {
 				_ = d.Close(context.Background())
 				return
 			}
-			s.drv = d
+			e := s.install(d, started)
 			close(s.renewed)
 			s.renewed = make(chan struct{})
 			s.mu.Unlock()
-			s.rejoinPending(d)
+			s.rejoinPending(e)
 			s.log.Info("session re-opened")
 			return
 		}
@@ -178,114 +249,238 @@ func (s *ServiceGroup) recover(old driver.Driver, why string) {
 	}
 }
 
-// rejoinPending joins d to every group this member was in but has not
-// re-joined through d yet. A join refused because the member id is still
+// rejoinPending joins e to every group this member was in but has not
+// re-joined through e yet. A join refused because the member id is still
 // taken (the ghost of the lost session, until its TTL) stays pending and is
 // tried again on the next heartbeat.
-func (s *ServiceGroup) rejoinPending(d driver.Driver) {
+func (s *ServiceGroup) rejoinPending(e *epoch) {
 	s.mu.Lock()
-	want := map[string]joined{}
+	var want []string
 	for g, j := range s.joined {
 		if j.pending {
-			want[g] = *j
+			want = append(want, g)
 		}
 	}
 	s.mu.Unlock()
-	for g, j := range want {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HeartbeatInterval)
-		err := d.Join(ctx, g, j.caps)
-		if errors.Is(err, driver.ErrGroupNotFound) && j.create {
-			if err = d.CreateGroup(ctx, g); err == nil || errors.Is(err, driver.ErrGroupExists) {
-				err = d.Join(ctx, g, j.caps)
-			}
+	for _, g := range want {
+		s.rejoin(e, g)
+	}
+}
+
+func (s *ServiceGroup) rejoin(e *epoch, g string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HeartbeatInterval)
+	defer cancel()
+	release, err := s.groups.acquire(ctx, g)
+	if err != nil {
+		return // a Join or Leave of g is under way: next heartbeat
+	}
+	defer release()
+	s.mu.Lock()
+	j, ok := s.joined[g]
+	if !ok || !j.pending || e.dead {
+		s.mu.Unlock()
+		return // left meanwhile, or already re-joined
+	}
+	caps, create := j.caps, j.create
+	s.mu.Unlock()
+	err = e.drv.Join(ctx, g, caps)
+	if errors.Is(err, driver.ErrGroupNotFound) && create {
+		if err = e.drv.CreateGroup(ctx, g); err == nil || errors.Is(err, driver.ErrGroupExists) {
+			err = e.drv.Join(ctx, g, caps)
 		}
-		cancel()
-		switch {
-		case err == nil:
-			s.log.Info("re-joined group", zap.String("group", g))
-			s.mu.Lock()
-			if cur, ok := s.joined[g]; ok {
-				cur.pending = false
-			}
-			s.mu.Unlock()
-		case errors.Is(err, driver.ErrMemberExists):
-			s.log.Warn("member id still taken (the lost session's record?); will retry", zap.String("group", g))
-		case errors.Is(err, driver.ErrGroupNotFound):
-			s.log.Warn("group deleted while the session was lost; not re-joining", zap.String("group", g))
-			s.mu.Lock()
+	}
+	switch {
+	case err == nil:
+		s.mu.Lock()
+		if cur, ok := s.joined[g]; ok && cur == j {
+			cur.pending = e.dead
+		}
+		s.mu.Unlock()
+		s.log.Info("re-joined group", zap.String("group", g))
+	case errors.Is(err, driver.ErrMemberExists):
+		s.log.Warn("member id still taken (the lost session's record?); will retry", zap.String("group", g))
+	case errors.Is(err, driver.ErrGroupNotFound):
+		s.log.Warn("group deleted while the session was lost; not re-joining", zap.String("group", g))
+		s.mu.Lock()
+		if s.joined[g] == j {
 			delete(s.joined, g)
-			s.mu.Unlock()
-		default:
-			s.log.Warn("re-joining group failed; will retry", zap.String("group", g), zap.Error(err))
 		}
+		s.mu.Unlock()
+	default:
+		s.log.Warn("re-joining group failed; will retry", zap.String("group", g), zap.Error(err))
 	}
 }
 
 // checkLocks finds locks broken behind this session's back (an operator's
-// BreakLock) and reports them lost.
-func (s *ServiceGroup) checkLocks(d driver.Driver) {
+// BreakLock) and reports them lost. A holding is compared by token and by
+// session, so a release and re-acquire racing this check is never taken
+// for a loss.
+func (s *ServiceGroup) checkLocks(e *epoch) {
 	s.mu.Lock()
-	held := make([]*Lock, 0, len(s.locks))
-	for l := range s.locks {
-		held = append(held, l)
+	held := make(map[*Lock]Token, len(e.locks))
+	for l, tok := range e.locks {
+		held[l] = tok
 	}
 	s.mu.Unlock()
-	for _, l := range held {
-		tok, ok := l.heldToken()
-		if !ok {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HeartbeatInterval)
-		h, err := d.LockHolder(ctx, l.name)
-		cancel()
-		if errors.Is(err, driver.ErrNotLocked) || (err == nil && h.Token != tok) {
-			s.mu.Lock()
-			delete(s.locks, l)
-			s.mu.Unlock()
-			l.markLost(d)
-		}
+	for l, tok := range held {
+		s.checkLock(e, l, tok)
 	}
 }
 
-// session returns the current session, and a channel closed when a new
-// one replaces it.
+func (s *ServiceGroup) checkLock(e *epoch, l *Lock, tok Token) {
+	// A Release or re-acquire under way on l decides for itself.
+	select {
+	case l.sem <- struct{}{}:
+		defer func() { <-l.sem }()
+	default:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HeartbeatInterval)
+	h, err := e.drv.LockHolder(ctx, l.name)
+	cancel()
+	gone := errors.Is(err, driver.ErrNotLocked) ||
+		(err == nil && (h.Token != tok || (h.Session != "" && e.id != "" && h.Session != e.id)))
+	if !gone {
+		return
+	}
+	s.mu.Lock()
+	cur, ok := e.locks[l]
+	if ok && cur == tok {
+		delete(e.locks, l)
+	}
+	s.mu.Unlock()
+	if ok && cur == tok {
+		l.markLost(e, tok)
+	}
+}
+
+// session returns the current session's driver, and a channel closed when
+// a new one replaces it.
 func (s *ServiceGroup) session() (driver.Driver, chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, nil, fmt.Errorf("servicegroup: %w", driver.ErrClosed)
 	}
-	return s.drv, s.renewed, nil
+	return s.cur.drv, s.renewed, nil
+}
+
+// live returns the current session once it is alive, waiting within ctx
+// while a lost one is being replaced.
+func (s *ServiceGroup) live(ctx context.Context) (*epoch, error) {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("servicegroup: %w", driver.ErrClosed)
+		}
+		e, renewed := s.cur, s.renewed
+		s.mu.Unlock()
+		if !s.isDead(e) {
+			return e, nil
+		}
+		s.poke()
+		select {
+		case <-renewed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("servicegroup: %w; no new session yet: %w", driver.ErrSessionLost, ctx.Err())
+		case <-s.stop:
+			return nil, fmt.Errorf("servicegroup: %w", driver.ErrClosed)
+		}
+	}
+}
+
+func lostSession(err error) bool {
+	return errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed)
 }
 
 // do runs op on the current session. If the session turns out to be lost,
 // it waits (within ctx) for the keeper to open a new one and runs op once
-// more there, so callers see a short delay rather than ErrSessionLost.
+// more there, so callers see a short delay rather than ErrSessionLost. op
+// must be safe to run twice (a read, or a write of the same value).
 func (s *ServiceGroup) do(ctx context.Context, op func(driver.Driver) error) error {
-	d, renewed, err := s.session()
+	return s.doOnce(ctx, op, nil)
+}
+
+// doOnce is do for an action that is not idempotent: when the first try
+// was cut off by a lost session, it may have happened, so a second try that
+// finds it done (done: ErrGroupExists after a create, ErrGroupNotFound after
+// a delete, ErrNotLocked after a break) reports success: the state the
+// caller asked for holds.
+func (s *ServiceGroup) doOnce(ctx context.Context, op func(driver.Driver) error, done error) error {
+	e, err := s.live(ctx)
 	if err != nil {
 		return err
 	}
-	err = op(d)
-	if !errors.Is(err, driver.ErrSessionLost) && !errors.Is(err, driver.ErrClosed) {
+	err = op(e.drv)
+	if !lostSession(err) {
 		return err
 	}
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-	select {
-	case <-renewed:
-	case <-ctx.Done():
-		return err
-	case <-s.stop:
-		return fmt.Errorf("servicegroup: %w", driver.ErrClosed)
-	}
-	d, _, err2 := s.session()
+	s.kill(e, err.Error())
+	s.poke()
+	e, err2 := s.live(ctx)
 	if err2 != nil {
 		return err2
 	}
-	return op(d)
+	err = op(e.drv)
+	if done != nil && errors.Is(err, done) {
+		return nil
+	}
+	return err
+}
+
+// settle runs call, which changes the backend (a lock taken, a group
+// joined), to a known outcome even if the caller gives up first. The call
+// runs without the caller's cancellation, bounded by the caller's deadline
+// or the dial timeout, whichever is later; if ctx ends first the caller
+// gets ctx.Err() at once and the call goes on in the background. Either way finish gets the call's result exactly once,
+// with abandoned set when the caller is gone, and must undo what an
+// abandoned success did: a backend never keeps a lock or a membership that
+// nobody tracks.
+func (s *ServiceGroup) settle(ctx context.Context, call func(context.Context) error, finish func(err error, abandoned bool) error) error {
+	if err := ctx.Err(); err != nil {
+		return finish(err, false)
+	}
+	if ctx.Done() == nil { // the caller cannot give up
+		return finish(call(ctx), false)
+	}
+	result := make(chan error)
+	gone := make(chan struct{})
+	bound := s.cfg.DialTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		bound = max(bound, time.Until(dl))
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		err := call(cctx)
+		cancel()
+		select {
+		case result <- err:
+		case <-gone:
+			_ = finish(err, true)
+		}
+	}()
+	select {
+	case err := <-result:
+		return finish(err, false)
+	case <-ctx.Done():
+		close(gone)
+		return ctx.Err()
+	}
+}
+
+// background runs f, owned by s, with a context bounded by the dial
+// timeout: clean-ups after a caller gave up.
+func (s *ServiceGroup) background(f func(ctx context.Context)) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+		defer cancel()
+		f(ctx)
+	}()
 }
 
 // Close leaves every group and releases every lock at once, then stops the
@@ -298,15 +493,14 @@ func (s *ServiceGroup) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	close(s.stop)
-	d := s.drv
-	held := s.locks
-	s.locks = map[*Lock]struct{}{}
 	s.mu.Unlock()
 	s.wg.Wait()
-	err := d.Close(ctx)
-	for l := range held {
-		l.markLost(d)
-	}
+	s.mu.Lock()
+	e := s.cur
+	s.mu.Unlock()
+	s.kill(e, "closed")
+	err := e.drv.Close(ctx)
+	s.bg.Wait()
 	return err
 }
 

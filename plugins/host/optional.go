@@ -103,5 +103,8 @@ func (l lockWaiter) Lock(ctx context.Context, name string) (driver.Token, error)
 	if err != nil {
 		return 0, s.result(ctx, "lock", name, err)
 	}
+	if resp.GetToken() == 0 {
+		return 0, s.opErr("lock", name, errNoResult)
+	}
 	return driver.Token(resp.GetToken()), nil
 }

@@ -41,6 +41,7 @@ type session struct {
 	health   grpc_health_v1.HealthClient
 	log      *zap.Logger
 	features *proto.FeaturesResponse
+	id       string // the plugin driver's session id
 	started  time.Time
 	onEnd    func(lived time.Duration, lost bool)
 
@@ -152,6 +153,7 @@ func (f *factory) start(ctx context.Context, opts driver.Options, onEnd func(tim
 		health:   grpc_health_v1.NewHealthClient(conn),
 		log:      log.With(zap.Int("pid", proc.PID())),
 		features: resp.GetFeatures(),
+		id:       resp.GetSessionId(),
 		started:  time.Now(),
 		onEnd:    onEnd,
 		bg:       bg,
@@ -443,6 +445,9 @@ func (s *session) Members(ctx context.Context, group string) ([]driver.Member, e
 	if err != nil {
 		return nil, err
 	}
+	if resp.GetMembers() == nil {
+		return nil, s.opErr("members", group, errNoResult)
+	}
 	ms := resp.GetMembers().GetMembers()
 	members := make([]driver.Member, len(ms))
 	for i, m := range ms {
@@ -472,6 +477,9 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 	if err != nil {
 		return 0, err
 	}
+	if resp.GetToken() == nil || resp.GetToken().GetToken() == 0 {
+		return 0, s.opErr("try lock", name, errNoResult)
+	}
 	return driver.Token(resp.GetToken().GetToken()), nil
 }
 
@@ -486,8 +494,18 @@ func (s *session) LockHolder(ctx context.Context, name string) (driver.LockHolde
 		return driver.LockHolder{}, err
 	}
 	h := resp.GetLockHolder()
-	return driver.LockHolder{Member: h.GetMember(), Token: driver.Token(h.GetToken())}, nil
+	if h == nil || h.GetToken() == 0 {
+		return driver.LockHolder{}, s.opErr("lock holder", name, errNoResult)
+	}
+	return driver.LockHolder{Member: h.GetMember(), Token: driver.Token(h.GetToken()), Session: h.GetSession()}, nil
 }
+
+// SessionID is the plugin driver's session id, as LockHolder reports it.
+func (s *session) SessionID() string { return s.id }
+
+// errNoResult is a plugin's answer that carries neither the result asked
+// for nor an error: a broken plugin, never a success.
+var errNoResult = errors.New("plugin answered with neither a result nor an error")
 
 func (s *session) BreakLock(ctx context.Context, name string) error {
 	if err := s.ended(); err != nil {

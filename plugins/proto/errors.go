@@ -46,6 +46,18 @@ func KindOf(err error) ErrorKind {
 	return ErrorKind_ERROR_KIND_UNSPECIFIED
 }
 
+// KindsOf returns every kind whose sentinel err wraps, in table order: an
+// error may be two things at once (a lost session's "not member").
+func KindsOf(err error) []ErrorKind {
+	var kinds []ErrorKind
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			kinds = append(kinds, s.kind)
+		}
+	}
+	return kinds
+}
+
 // Sentinel returns the error kind stands for, or nil for
 // ERROR_KIND_UNSPECIFIED and unknown kinds.
 func (k ErrorKind) Sentinel() error {
@@ -87,7 +99,7 @@ func ToError(err error) *Error {
 		return nil
 	}
 	msg := err.Error()
-	e := &Error{Kind: KindOf(err), Message: msg}
+	e := &Error{Kind: KindOf(err), Kinds: KindsOf(err), Message: msg}
 	var oe *driver.OpError
 	if errors.As(err, &oe) && oe.Err != nil && oe.Error() == msg {
 		e.Op = &OpError{Backend: oe.Backend, Op: oe.Op, Name: oe.Name, Message: oe.Err.Error()}
@@ -117,22 +129,32 @@ func FromStatus(err error) (_ error, ok bool) {
 
 // Err rebuilds the Go error e describes.
 func (e *Error) Err() error {
-	kind := e.GetKind().Sentinel()
+	var kinds []error
+	for _, k := range e.GetKinds() {
+		if s := k.Sentinel(); s != nil {
+			kinds = append(kinds, s)
+		}
+	}
+	if len(kinds) == 0 { // from a plugin that sends only the first kind
+		if s := e.GetKind().Sentinel(); s != nil {
+			kinds = append(kinds, s)
+		}
+	}
 	if op := e.GetOp(); op != nil {
 		return &driver.OpError{Backend: op.GetBackend(), Op: op.GetOp(), Name: op.GetName(),
-			Err: &RemoteError{Msg: op.GetMessage(), Kind: kind}}
+			Err: &RemoteError{Msg: op.GetMessage(), Kinds: kinds}}
 	}
-	return &RemoteError{Msg: e.GetMessage(), Kind: kind}
+	return &RemoteError{Msg: e.GetMessage(), Kinds: kinds}
 }
 
 // RemoteError is an error rebuilt from the wire: the plugin's message, and
-// the sentinel it wrapped (nil when none) for errors.Is.
+// every sentinel it wrapped (none when none) for errors.Is.
 type RemoteError struct {
-	Msg  string
-	Kind error
+	Msg   string
+	Kinds []error
 }
 
 func (e *RemoteError) Error() string { return e.Msg }
 
-// Unwrap returns the sentinel, so errors.Is matches it.
-func (e *RemoteError) Unwrap() error { return e.Kind }
+// Unwrap returns the sentinels, so errors.Is matches each of them.
+func (e *RemoteError) Unwrap() []error { return e.Kinds }

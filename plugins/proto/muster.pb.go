@@ -589,8 +589,10 @@ func (x *OpenRequest) GetDialTimeoutNanos() int64 {
 }
 
 type OpenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Features      *FeaturesResponse      `protobuf:"bytes,1,opt,name=features,proto3" json:"features,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Features *FeaturesResponse      `protobuf:"bytes,1,opt,name=features,proto3" json:"features,omitempty"`
+	// The driver's session id (driver.SessionID), as lock holders name it.
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -630,6 +632,13 @@ func (x *OpenResponse) GetFeatures() *FeaturesResponse {
 		return x.Features
 	}
 	return nil
+}
+
+func (x *OpenResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
 }
 
 type FeaturesResponse struct {
@@ -1194,6 +1203,7 @@ type LockHolderResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Member        string                 `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
 	Token         uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
+	Session       string                 `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1240,6 +1250,13 @@ func (x *LockHolderResponse) GetToken() uint64 {
 		return x.Token
 	}
 	return 0
+}
+
+func (x *LockHolderResponse) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
 }
 
 type WatchEvent struct {
@@ -1307,7 +1324,10 @@ func (x *WatchEvent) GetMember() string {
 // rebuilds an error with the same text that errors.Is-matches the sentinel.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Kind  ErrorKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=muster.plugin.v1.ErrorKind" json:"kind,omitempty"`
+	// The first sentinel the error matches (kept for older hosts).
+	Kind ErrorKind `protobuf:"varint,1,opt,name=kind,proto3,enum=muster.plugin.v1.ErrorKind" json:"kind,omitempty"`
+	// Every sentinel the error matches, kind included.
+	Kinds []ErrorKind `protobuf:"varint,4,rep,packed,name=kinds,proto3,enum=muster.plugin.v1.ErrorKind" json:"kinds,omitempty"`
 	// The whole message, as the plugin's err.Error() said it.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// Set when the error is a *driver.OpError.
@@ -1351,6 +1371,13 @@ func (x *Error) GetKind() ErrorKind {
 		return x.Kind
 	}
 	return ErrorKind_ERROR_KIND_UNSPECIFIED
+}
+
+func (x *Error) GetKinds() []ErrorKind {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
 }
 
 func (x *Error) GetMessage() string {
@@ -1465,9 +1492,11 @@ const file_muster_proto_rawDesc = "" +
 	"\x06member\x18\x02 \x01(\tR\x06member\x12\x1a\n" +
 	"\binstance\x18\x03 \x01(\tR\binstance\x12\x1b\n" +
 	"\tttl_nanos\x18\x04 \x01(\x03R\bttlNanos\x12,\n" +
-	"\x12dial_timeout_nanos\x18\x05 \x01(\x03R\x10dialTimeoutNanos\"N\n" +
+	"\x12dial_timeout_nanos\x18\x05 \x01(\x03R\x10dialTimeoutNanos\"m\n" +
 	"\fOpenResponse\x12>\n" +
-	"\bfeatures\x18\x01 \x01(\v2\".muster.plugin.v1.FeaturesResponseR\bfeatures\"M\n" +
+	"\bfeatures\x18\x01 \x01(\v2\".muster.plugin.v1.FeaturesResponseR\bfeatures\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"M\n" +
 	"\x10FeaturesResponse\x12\x18\n" +
 	"\awatcher\x18\x01 \x01(\bR\awatcher\x12\x1f\n" +
 	"\vlock_waiter\x18\x02 \x01(\bR\n" +
@@ -1503,10 +1532,11 @@ const file_muster_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\"%\n" +
 	"\rTokenResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\x04R\x05token\"B\n" +
+	"\x05token\x18\x01 \x01(\x04R\x05token\"\\\n" +
 	"\x12LockHolderResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x04R\x05token\"\xaf\x01\n" +
+	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x18\n" +
+	"\asession\x18\x03 \x01(\tR\asession\"\xaf\x01\n" +
 	"\n" +
 	"WatchEvent\x125\n" +
 	"\x04type\x18\x01 \x01(\x0e2!.muster.plugin.v1.WatchEvent.TypeR\x04type\x12\x14\n" +
@@ -1515,9 +1545,10 @@ const file_muster_proto_rawDesc = "" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vTYPE_JOINED\x10\x01\x12\r\n" +
-	"\tTYPE_LEFT\x10\x02\"}\n" +
+	"\tTYPE_LEFT\x10\x02\"\xb0\x01\n" +
 	"\x05Error\x12/\n" +
-	"\x04kind\x18\x01 \x01(\x0e2\x1b.muster.plugin.v1.ErrorKindR\x04kind\x12\x18\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1b.muster.plugin.v1.ErrorKindR\x04kind\x121\n" +
+	"\x05kinds\x18\x04 \x03(\x0e2\x1b.muster.plugin.v1.ErrorKindR\x05kinds\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12)\n" +
 	"\x02op\x18\x03 \x01(\v2\x19.muster.plugin.v1.OpErrorR\x02op\"a\n" +
 	"\aOpError\x12\x18\n" +
@@ -1622,52 +1653,53 @@ var file_muster_proto_depIdxs = []int32{
 	14, // 12: muster.plugin.v1.MembersResponse.members:type_name -> muster.plugin.v1.Member
 	2,  // 13: muster.plugin.v1.WatchEvent.type:type_name -> muster.plugin.v1.WatchEvent.Type
 	0,  // 14: muster.plugin.v1.Error.kind:type_name -> muster.plugin.v1.ErrorKind
-	22, // 15: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
-	6,  // 16: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
-	3,  // 17: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
-	3,  // 18: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
-	3,  // 19: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
-	3,  // 20: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
-	10, // 21: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
-	10, // 22: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
-	3,  // 23: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
-	12, // 24: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
-	10, // 25: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
-	10, // 26: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
-	12, // 27: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
-	13, // 28: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
-	16, // 29: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
-	17, // 30: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
-	16, // 31: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
-	16, // 32: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
-	4,  // 33: muster.plugin.v1.Driver.Call:input_type -> muster.plugin.v1.CallRequest
-	10, // 34: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
-	16, // 35: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
-	7,  // 36: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
-	8,  // 37: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
-	9,  // 38: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
-	3,  // 39: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
-	3,  // 40: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
-	3,  // 41: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
-	3,  // 42: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
-	11, // 43: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
-	3,  // 44: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
-	3,  // 45: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
-	15, // 46: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
-	3,  // 47: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
-	3,  // 48: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
-	18, // 49: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
-	3,  // 50: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
-	19, // 51: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
-	3,  // 52: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
-	5,  // 53: muster.plugin.v1.Driver.Call:output_type -> muster.plugin.v1.CallResponse
-	20, // 54: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
-	18, // 55: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
-	36, // [36:56] is the sub-list for method output_type
-	16, // [16:36] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	0,  // 15: muster.plugin.v1.Error.kinds:type_name -> muster.plugin.v1.ErrorKind
+	22, // 16: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
+	6,  // 17: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
+	3,  // 18: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
+	3,  // 19: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
+	3,  // 20: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
+	3,  // 21: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
+	10, // 22: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
+	10, // 23: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
+	3,  // 24: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
+	12, // 25: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
+	10, // 26: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
+	10, // 27: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
+	12, // 28: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
+	13, // 29: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
+	16, // 30: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
+	17, // 31: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
+	16, // 32: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
+	16, // 33: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
+	4,  // 34: muster.plugin.v1.Driver.Call:input_type -> muster.plugin.v1.CallRequest
+	10, // 35: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
+	16, // 36: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
+	7,  // 37: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
+	8,  // 38: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
+	9,  // 39: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
+	3,  // 40: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
+	3,  // 41: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
+	3,  // 42: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
+	3,  // 43: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
+	11, // 44: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
+	3,  // 45: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
+	3,  // 46: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
+	15, // 47: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
+	3,  // 48: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
+	3,  // 49: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
+	18, // 50: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
+	3,  // 51: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
+	19, // 52: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
+	3,  // 53: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
+	5,  // 54: muster.plugin.v1.Driver.Call:output_type -> muster.plugin.v1.CallResponse
+	20, // 55: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
+	18, // 56: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
+	37, // [37:57] is the sub-list for method output_type
+	17, // [17:37] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_muster_proto_init() }

@@ -88,7 +88,11 @@ func (s *server) Open(ctx context.Context, req *proto.OpenRequest) (*proto.OpenR
 	go s.watch(octx, drv, opts.TTL)
 	s.log.Debug("session open", "member", opts.Member, "instance", opts.Instance,
 		"url", driver.Redact(opts.URL), "ttl", opts.TTL.String())
-	return &proto.OpenResponse{Features: s.features}, nil
+	var id string
+	if sid, ok := drv.(driver.SessionID); ok {
+		id = sid.SessionID()
+	}
+	return &proto.OpenResponse{Features: s.features, SessionId: id}, nil
 }
 
 func featuresOf(d driver.Driver) *proto.FeaturesResponse {
@@ -379,7 +383,7 @@ func (s *server) LockHolder(ctx context.Context, req *proto.LockRequest) (*proto
 	if err != nil {
 		return nil, s.status(err)
 	}
-	return &proto.LockHolderResponse{Member: h.Member, Token: uint64(h.Token)}, nil
+	return &proto.LockHolderResponse{Member: h.Member, Token: uint64(h.Token), Session: h.Session}, nil
 }
 
 func (s *server) BreakLock(ctx context.Context, req *proto.LockRequest) (*proto.Empty, error) {

@@ -76,6 +76,39 @@ func (s *suite) testTokensIncrease(t *testing.T) {
 	}
 }
 
+// testPartitionedHolderToldFirst: a holder that cannot reach the backend
+// stops believing it holds the lock before the backend can give it to
+// anyone else: zero overlap, no grace.
+func (s *suite) testPartitionedHolderToldFirst(t *testing.T) {
+	if !s.supports(t, Locks) {
+		return
+	}
+	u := s.b.URL(t)
+	ctx := tctx(t)
+	ctrl := s.control(t)
+	a := s.openWith(t, u, "a", ctrl.Open)
+	b := s.open(t, u, "b")
+	la := a.Lock("l")
+	ta, err := la.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("acquire: %v", err)
+	}
+	ctrl.set(partitioned)
+	c, cancel := context.WithTimeout(ctx, expiry)
+	defer cancel()
+	tb, err := b.Lock("l").Acquire(c)
+	if err != nil {
+		t.Fatalf("acquire after the holder was partitioned: %v", err)
+	}
+	if la.Held() || !closed(la.Lost()) {
+		t.Errorf("b holds the lock (token %d) while the partitioned holder still does: Held %v, Lost closed %v",
+			tb, la.Held(), closed(la.Lost()))
+	}
+	if tb <= ta {
+		t.Errorf("token after the partitioned holder %d; want > %d", tb, ta)
+	}
+}
+
 func (s *suite) testHolderExpires(t *testing.T) {
 	if !s.supports(t, Locks) {
 		return

@@ -20,6 +20,7 @@ func (s *suite) lockTests() []test {
 		{"waiting honours the context deadline with context.DeadlineExceeded", s.testAcquireContext},
 		{"fencing tokens strictly increase across successive holders", s.testTokensIncrease},
 		{"a holder whose session expires loses the lock", s.testHolderExpires},
+		{"a partitioned holder is told it lost the lock before anyone else gets it", s.testPartitionedHolderToldFirst},
 		{"force-breaking a lock frees it and tells the old holder it is lost", s.testBreakLock},
 		{"mutual exclusion under load gives an exact count", s.testMutualExclusion},
 	}

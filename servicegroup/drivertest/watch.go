@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/servicegroup"
+	"github.com/musterhq/muster/servicegroup/driver"
 )
 
 func (s *suite) watchTests() []test {
@@ -280,8 +281,14 @@ func (s *suite) testWatchOrder(t *testing.T) {
 
 func (s *suite) testWatchSlowConsumer(t *testing.T) {
 	u := s.b.URL(t)
-	ctx := tctx(t)
 	const n = 70 // more than a watch's buffer holds
+	// Opening n sessions may take a while (n plugin processes): before the
+	// test's deadline starts.
+	raws := make([]driver.Driver, n)
+	for i := range n {
+		raws[i] = s.raw(t, u, fmt.Sprintf("m%03d", i), longTTL)
+	}
+	ctx := tctx(t)
 	obs := s.open(t, u, "obs")
 	w := s.open(t, u, "w")
 	mustCreate(t, obs, "g")
@@ -303,8 +310,7 @@ func (s *suite) testWatchSlowConsumer(t *testing.T) {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
-	for i := range n {
-		d := s.raw(t, u, fmt.Sprintf("m%03d", i), longTTL)
+	for _, d := range raws {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
