@@ -91,8 +91,8 @@ func (l *Lock) tryOn(ctx context.Context) (Token, error) {
 		release()
 		return 0, err
 	}
-	var tok Token
-	return tok, l.sg.settle(ctx,
+	var tok Token // written by the call; read only once its result is in
+	err = l.sg.settle(ctx,
 		func(c context.Context) (err error) {
 			tok, err = e.drv.TryLock(c, l.name)
 			return err
@@ -112,6 +112,10 @@ func (l *Lock) tryOn(ctx context.Context) (Token, error) {
 			}
 			return nil
 		})
+	if err != nil {
+		return 0, err
+	}
+	return tok, nil
 }
 
 // undo releases a holding nobody will track (its caller gave up, or its

@@ -354,15 +354,14 @@ func (s *ServiceGroup) checkLock(e *epoch, l *Lock, tok Token) {
 	}
 }
 
-// session returns the current session's driver, and a channel closed when
-// a new one replaces it.
-func (s *ServiceGroup) session() (driver.Driver, chan struct{}, error) {
+// current returns the current session, alive or not.
+func (s *ServiceGroup) current() (*epoch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, nil, fmt.Errorf("servicegroup: %w", driver.ErrClosed)
+		return nil, fmt.Errorf("servicegroup: %w", driver.ErrClosed)
 	}
-	return s.cur.drv, s.renewed, nil
+	return s.cur, nil
 }
 
 // live returns the current session once it is alive, waiting within ctx

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,10 +49,18 @@ type Event struct {
 
 // Watch is a stream of a group's changes.
 type Watch struct {
-	events chan Event
-	mu     sync.Mutex
-	err    error
+	events  chan Event
+	initial []Member
+	mu      sync.Mutex
+	err     error
 }
+
+// Initial is the group's membership the stream started from: its first
+// events are a MemberJoined for each of these, and every later event is a
+// change from this state. A follower that seeds itself from Initial (not
+// from a read of its own, which may see a member the stream never will)
+// stays equal to the group.
+func (w *Watch) Initial() []Member { return slices.Clone(w.initial) }
 
 // Events delivers the changes in order. It starts with a MemberJoined for
 // every member live when the watch began (and a LeaderChanged if the group
@@ -81,7 +90,7 @@ func (s *ServiceGroup) Watch(ctx context.Context, group string) (*Watch, error) 
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch{events: make(chan Event, 64)}
+	w := &Watch{events: make(chan Event, 64), initial: first}
 	// Add under mu, which Close takes to set closed before it Waits: a
 	// watch never starts once Close is waiting.
 	s.mu.Lock()
@@ -193,7 +202,7 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 // and a broken stream loses nothing. Leadership is still polled.
 type nativeWatch struct {
 	group  string
-	drv    driver.Driver // the session watched (nil: none yet, or re-watch)
+	ep     *epoch // the session watched (nil: none yet, or re-watch)
 	wake   <-chan driver.Event
 	cancel context.CancelFunc
 }
@@ -201,13 +210,14 @@ type nativeWatch struct {
 // follow (re)starts the stream when the session changed or the stream
 // ended, and says whether it started one.
 func (n *nativeWatch) follow(ctx context.Context, s *ServiceGroup) bool {
-	d, _, err := s.session()
-	if err != nil || d == n.drv {
+	// Sessions are compared as epochs: a Driver need not be comparable.
+	e, err := s.current()
+	if err != nil || e == n.ep {
 		return false
 	}
 	n.stop()
-	n.drv = d
-	w, ok := d.(driver.Watcher)
+	n.ep = e
+	w, ok := e.drv.(driver.Watcher)
 	if !ok {
 		return false
 	}
@@ -228,7 +238,7 @@ func (n *nativeWatch) drain() {
 		case _, ok := <-n.wake:
 			if !ok {
 				n.stop()
-				n.drv = nil // watch anew on the next round
+				n.ep = nil // watch anew on the next round
 				return
 			}
 		default:

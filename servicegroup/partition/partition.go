@@ -96,11 +96,10 @@ func New(ctx context.Context, sg *servicegroup.ServiceGroup, group string, opts 
 	return p, nil
 }
 
-// start opens a watch and resets the member set to the group's state read
-// after it began. Reading after the watch started means nothing is missed:
-// a member that left in between is re-added by the watch's opening Joined
-// events and removed by its Left; one that joined in between is already
-// here and its Joined changes nothing.
+// start opens a watch and resets the member set to the state the watch
+// started from, so the set and the watch's later events never disagree: a
+// separate read could list a member that joins and leaves again before the
+// watch's next look, and then no event would ever remove it.
 func (p *Partitioner) start(ctx context.Context) (*servicegroup.Watch, context.CancelFunc, error) {
 	wctx, stop := context.WithCancel(ctx)
 	w, err := p.sg.Watch(wctx, p.group)
@@ -108,13 +107,7 @@ func (p *Partitioner) start(ctx context.Context) (*servicegroup.Watch, context.C
 		stop()
 		return nil, nil, err
 	}
-	ms, err := p.sg.Members(ctx, p.group)
-	if err != nil {
-		stop()
-		drain(w) // its goroutine ends now, not with ctx
-		return nil, nil, err
-	}
-
+	ms := w.Initial()
 	weights := make(map[string]int, len(ms))
 	for _, m := range ms {
 		weights[m.ID] = p.weight(m.ID, m.Capabilities)
