@@ -1,7 +1,11 @@
 package file_test
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,6 +75,93 @@ func BenchmarkLockUnlock(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := d.Unlock(bg, "L", tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLockAcquireRelease takes and releases one lock, with the fsync
+// of the record and of locks/ that makes the token durable, and without it
+// (what the fsync costs).
+func BenchmarkLockAcquireRelease(b *testing.B) {
+	for _, durable := range []bool{true, false} {
+		name := map[bool]string{true: "fsync", false: "no-fsync"}[durable]
+		b.Run(name, func(b *testing.B) {
+			was := file.SetSyncLocks(durable)
+			defer file.SetSyncLocks(was)
+			d := open(b, b.TempDir(), "m", long)
+			b.ReportAllocs()
+			for b.Loop() {
+				tok, err := d.TryLock(bg, "L")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Unlock(bg, "L", tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkIsUp checks one member of a group of 10 and of 2,000: by
+// listing the group (what the core's IsUp does today) and by the
+// single-member lookup (Member).
+func BenchmarkIsUp(b *testing.B) {
+	type memberGetter interface {
+		Member(ctx context.Context, group, member string) (driver.Member, error)
+	}
+	for _, n := range []int{10, 2000} {
+		dir := b.TempDir()
+		var d driver.Driver
+		for i := range n {
+			d = open(b, dir, fmt.Sprintf("compute-%04d", i), long)
+			join(b, d, "compute", nil)
+		}
+		want := fmt.Sprintf("compute-%04d", n/2)
+		b.Run(fmt.Sprintf("members-%d", n), func(b *testing.B) {
+			for b.Loop() {
+				ms, err := d.Members(bg, "compute")
+				if err != nil || !slices.ContainsFunc(ms, func(m driver.Member) bool { return m.ID == want }) {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("member-%d", n), func(b *testing.B) {
+			mg := d.(memberGetter)
+			b.ReportAllocs()
+			for b.Loop() {
+				if m, err := mg.Member(bg, "compute", want); err != nil || m.ID != want {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCloseHistoricalLocks closes a session holding one lock in a
+// directory with 100,000 lock names used before (free records, kept for
+// their tokens).
+func BenchmarkCloseHistoricalLocks(b *testing.B) {
+	dir := b.TempDir()
+	open(b, dir, "setup", long)
+	rec := []byte("muster lock 1\ntoken 7\n\n")
+	for i := range 100_000 {
+		if err := os.WriteFile(filepath.Join(dir, "locks", fmt.Sprintf("old-%06d", i)), rec, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		b.StopTimer()
+		d, err := file.Open(bg, driver.Options{URL: dirURL(dir), Member: "m", TTL: long})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := d.TryLock(bg, "L"); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := d.Close(bg); err != nil {
 			b.Fatal(err)
 		}
 	}

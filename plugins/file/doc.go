@@ -30,9 +30,17 @@
 //	marks/<group>/<member>   forced-down marks; outlive sessions
 //	locks/<name>             holder (session, member, TTL) and the last
 //	                         fencing token issued, kept when free
-//	tmp/                     temporary files; leftovers are garbage
+//	tmp/w-<16 hex>           temporary files; leftovers of killed writers
 //
-// Durability: records survive a killed process, not a power cut (no
-// fsync), which ends every session of the host anyway; fencing tokens
-// survive it only as far as the filesystem keeps renamed files.
+// Ownership: Open uses a directory only if it is missing, empty, or holds
+// the format file; it refuses any other directory, and system roots (/,
+// /tmp, /var, /etc, ...) outright, touching nothing. Inside, it removes
+// only what it can identify as its own (records that parse, its own
+// temporary names); any other file is left alone.
+//
+// Durability: a lock record that issues a token is fsynced with locks/
+// before the token is returned, and lock records are never deleted, so
+// tokens never go backwards, even across a power cut. Other records
+// survive a killed process, not a power cut, which ends every session of
+// the host anyway. See docs/backends/file.md.
 package file

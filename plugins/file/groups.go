@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/musterhq/muster/servicegroup/driver"
@@ -39,17 +41,65 @@ func (s *session) DeleteGroup(ctx context.Context, group string) error {
 		if len(live) > 0 {
 			return driver.ErrGroupNotEmpty
 		}
-		// Rename first so that the group vanishes at once for readers; what
-		// is left in tmp/ if this process dies is removed by the next Open.
-		gone := s.path(tmpDir, "g-"+randomHex(8))
-		if err := os.Rename(s.path(groupsDir, group), gone); err != nil {
-			return err
-		}
-		if err := os.RemoveAll(gone); err != nil {
-			return err
-		}
-		return os.RemoveAll(s.path(marksDir, group))
+		return s.removeGroupLocked(group)
 	})
+}
+
+// removeGroupLocked removes a group without live members: the records it
+// can identify as muster's (member records that parse, forced-down marks,
+// which are empty files), then the directories. A file it cannot identify
+// stays, and so does the group, with an error naming the file.
+func (s *session) removeGroupLocked(group string) error {
+	dir := s.path(groupsDir, group)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var foreign []string
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		b, err := readFile(p)
+		if err != nil && !errors.Is(err, errGarbage) {
+			return err
+		}
+		if _, perr := parseMember(b); b == nil || err != nil || perr != nil {
+			if b != nil || err != nil {
+				foreign = append(foreign, p)
+			}
+			continue
+		}
+		if err := removeFile(p); err != nil {
+			return err
+		}
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("%w: it holds files muster did not write: %s", driver.ErrGroupNotEmpty, strings.Join(foreign, ", "))
+	}
+	if err := os.Remove(dir); err != nil {
+		return err
+	}
+	marks := s.path(marksDir, group)
+	entries, err = os.ReadDir(marks)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(marks, e.Name())
+		if fi, err := e.Info(); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+			s.log.Debug("file: leaving alone a file muster did not write", pathField(p))
+			continue
+		}
+		if err := removeFile(p); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(marks); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Debug("file: leaving a marks directory with foreign files", pathField(marks), errField(err))
+	}
+	return nil
 }
 
 // Groups lists the group directories.
@@ -101,6 +151,9 @@ func (s *session) writeMember(ctx context.Context, op, group string, caps []byte
 		rec, state, err := s.readMember(j, p)
 		if err != nil {
 			return err
+		}
+		if state == recordGarbage {
+			return fmt.Errorf("%w: %s is not a muster record; refusing to replace it", driver.ErrMemberExists, p)
 		}
 		if join && state == recordLive {
 			return fmt.Errorf("%w: %q", driver.ErrMemberExists, s.member)
@@ -276,8 +329,7 @@ func (s *session) scanGroup(j *judge, group string) (live []driver.Member, dead 
 		}
 		rec, perr := parseMember(b)
 		if err != nil || perr != nil {
-			dead = append(dead, e.Name())
-			continue
+			continue // not muster's: no member, and left alone
 		}
 		renewed, ok, err := j.alive(rec.session, rec.ttl)
 		if err != nil {
@@ -315,12 +367,10 @@ func (s *session) prune(group string, names []string) {
 			continue
 		case state == recordDead:
 			dead[rec.session] = m
-		case state == recordGarbage:
-			s.log.Warn("file: removing an unparseable member record", groupField(group), memberField(m), pathField(p))
 		default:
-			continue
+			continue // live, missing, or not muster's (left alone)
 		}
-		if err := os.RemoveAll(p); err != nil {
+		if err := removeFile(p); err != nil {
 			s.log.Warn("file: removing a dead member's record", groupField(group), memberField(m), errField(err))
 		}
 	}
@@ -341,4 +391,40 @@ func errOr(err, alt error) error {
 // is both what the release reports (not a member, not locked) and why.
 func lostNot(sentinel error) error {
 	return fmt.Errorf("%w: %w", sentinel, driver.ErrSessionLost)
+}
+
+// Member is one member's entry as Members would list it, read with one
+// record and one session stat however big the group is; ErrNotMember when
+// it is not live in group. (The core's IsUp and UpdatedAt can use it
+// through an optional interface instead of listing the group.)
+func (s *session) Member(ctx context.Context, group, member string) (m driver.Member, err error) {
+	check := cmp.Or(checkName("group", group), checkName("member", member))
+	err = s.run(ctx, "member", group, driver.ErrSessionLost, check, unlocked, func() error {
+		j, err := s.judge()
+		if err != nil {
+			return err
+		}
+		if err := s.groupExists(group); err != nil {
+			return err
+		}
+		rec, state, err := s.readMember(j, s.path(groupsDir, group, member))
+		if err != nil {
+			return err
+		}
+		if state != recordLive {
+			return fmt.Errorf("%w: %q", driver.ErrNotMember, member)
+		}
+		renewed, _, err := j.alive(rec.session, rec.ttl)
+		if err != nil {
+			return err
+		}
+		m = driver.Member{ID: member, Capabilities: rec.caps, UpdatedAt: renewed}
+		fi, err := os.Stat(s.path(marksDir, group, member))
+		m.ForcedDown = err == nil && fi.Mode().IsRegular()
+		return nil
+	})
+	if err != nil {
+		return driver.Member{}, err
+	}
+	return m, nil
 }

@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"go.uber.org/zap"
 
@@ -22,11 +23,9 @@ func (s *session) TryLock(ctx context.Context, name string) (token driver.Token,
 		rec, held, err := s.readLock(j, name)
 		switch {
 		case errors.Is(err, errGarbage):
-			// The last token is lost. The filesystem's now in nanoseconds
-			// is larger than any token this lock has issued: tokens count
-			// up by one per holder, far slower than the clock.
-			s.log.Warn("file: replacing an unparseable lock record", zap.String("lock", name))
-			rec = lockRecord{token: driver.Token(max(j.now.UnixNano(), 0))}
+			// Not a record muster wrote (writes are renames, so never half
+			// of one): it is not ours to replace.
+			return fmt.Errorf("%s is not a muster lock record; refusing to replace it", s.path(locksDir, name))
 		case err != nil:
 			return err
 		case held:
@@ -38,10 +37,13 @@ func (s *session) TryLock(ctx context.Context, name string) (token driver.Token,
 			}
 		}
 		next := lockRecord{token: rec.token + 1, session: s.id, member: s.member, ttl: s.ttl}
-		if err := s.writeFile(s.path(locksDir, name), next.encode()); err != nil {
+		// Durable before the token is handed out: after a power cut no
+		// older record (and so no smaller next token) can come back.
+		if err := s.write(s.path(locksDir, name), next.encode(), syncLocks); err != nil {
 			return err
 		}
 		token = next.token
+		s.holding(name, true)
 		return nil
 	})
 	return token, err
@@ -65,7 +67,11 @@ func (s *session) Unlock(ctx context.Context, name string, token driver.Token) e
 		if !held || rec.session != s.id || rec.token != token {
 			return driver.ErrNotLocked
 		}
-		return s.writeFile(s.path(locksDir, name), lockRecord{token: rec.token}.encode())
+		if err := s.writeFile(s.path(locksDir, name), lockRecord{token: rec.token}.encode()); err != nil {
+			return err
+		}
+		s.holding(name, false)
+		return nil
 	})
 }
 
@@ -73,7 +79,7 @@ func (s *session) Unlock(ctx context.Context, name string, token driver.Token) e
 func (s *session) LockHolder(ctx context.Context, name string) (holder driver.LockHolder, err error) {
 	err = s.run(ctx, "lock holder", name, driver.ErrSessionLost, checkName("lock", name), unlocked, func() error {
 		rec, err := s.heldLock(name)
-		holder = driver.LockHolder{Member: rec.member, Token: rec.token}
+		holder = driver.LockHolder{Member: rec.member, Token: rec.token, Session: rec.session}
 		return err
 	})
 	if err != nil {
@@ -127,3 +133,7 @@ func (s *session) readLock(j *judge, name string) (rec lockRecord, held bool, er
 	_, ok, err := j.alive(rec.session, rec.ttl)
 	return rec, ok, err
 }
+
+// SessionID is this session's id: the one its lock records carry, and
+// LockHolder reports as Session.
+func (s *session) SessionID() string { return s.id }

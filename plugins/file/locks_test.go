@@ -1,6 +1,7 @@
 package file_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -28,7 +29,7 @@ func TestLockBasics(t *testing.T) {
 	mustIs(t, err, driver.ErrLockHeld, "lock again in the same session")
 	_, err = b.TryLock(bg, "L")
 	mustIs(t, err, driver.ErrLockHeld, "lock from another session")
-	if h, err := b.LockHolder(bg, "L"); err != nil || h != (driver.LockHolder{Member: "a", Token: t1}) {
+	if h, err := b.LockHolder(bg, "L"); err != nil || h != (driver.LockHolder{Member: "a", Token: t1, Session: a.(driver.SessionID).SessionID()}) {
 		t.Fatalf("holder = %+v, %v", h, err)
 	}
 	mustIs(t, a.Unlock(bg, "L", t1+1), driver.ErrNotLocked, "unlock with a wrong token")
@@ -154,3 +155,34 @@ func increment(d driver.Driver, counter string, rounds int) error {
 
 // runtimeYield widens the window a broken lock would let two holders in.
 func runtimeYield() { time.Sleep(50 * time.Microsecond) }
+
+// TestMemberLookup: one member's entry, read without listing the group,
+// is what Members lists for it.
+func TestMemberLookup(t *testing.T) {
+	type memberGetter interface {
+		Member(ctx context.Context, group, member string) (driver.Member, error)
+	}
+	dir := t.TempDir()
+	a := open(t, dir, "a", long)
+	obs := open(t, dir, "obs", long)
+	mg, ok := obs.(memberGetter)
+	if !ok {
+		t.Fatal("file has no Member lookup")
+	}
+	must(t, a.CreateGroup(bg, "g"), "create")
+	_, err := mg.Member(bg, "g", "a")
+	mustIs(t, err, driver.ErrNotMember, "before join")
+	_, err = mg.Member(bg, "nope", "a")
+	mustIs(t, err, driver.ErrGroupNotFound, "missing group")
+	must(t, a.Join(bg, "g", []byte{0x80}), "join")
+	must(t, obs.SetForcedDown(bg, "g", "a", true), "force down")
+	ms, err := obs.Members(bg, "g")
+	must(t, err, "members")
+	m, err := mg.Member(bg, "g", "a")
+	if err != nil || m.ID != "a" || !m.ForcedDown || !m.UpdatedAt.Equal(ms[0].UpdatedAt) || len(m.Capabilities) != 1 {
+		t.Fatalf("Member = %+v, %v; Members = %+v", m, err, ms)
+	}
+	must(t, a.Close(bg), "close")
+	_, err = mg.Member(bg, "g", "a")
+	mustIs(t, err, driver.ErrNotMember, "after close")
+}

@@ -2,6 +2,7 @@ package file_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -31,6 +32,17 @@ func TestChildProcess(t *testing.T) {
 		return // the os/exec helper-process idiom: only a child does work
 	}
 	parts := strings.Split(spec, "|")
+	if parts[0] == "flock" { // hold the directory's flock until killed
+		f, err := os.OpenFile(filepath.Join(parts[1], "lock"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("ready")
+		select {}
+	}
 	if parts[0] == "count" {
 		d, err := file.Open(bg, driver.Options{URL: dirURL(parts[1]), Member: parts[2], TTL: long})
 		if err != nil {
@@ -213,4 +225,40 @@ func TestMutualExclusionAcrossProcesses(t *testing.T) {
 	if got, want := string(b), strconv.Itoa((procs+1)*rounds); got != want {
 		t.Fatalf("counter = %s, want %s", got, want)
 	}
+}
+
+// TestFrozenFlockHolder: another process holds the directory's flock and
+// is frozen (SIGSTOP). Calls that need the flock, Close included, fail
+// within their context with an error naming the holder's pid; none hangs.
+func TestFrozenFlockHolder(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir, "m", long)
+	join(t, d, "g", nil)
+	c := spawn(t, "flock", dir)
+	if l := c.next(t, 30*time.Second); l != "ready" {
+		t.Fatalf("child said %q", l)
+	}
+	must(t, c.cmd.Process.Signal(syscall.SIGSTOP), "SIGSTOP")
+	defer func() { _ = c.cmd.Process.Signal(syscall.SIGCONT) }()
+	pid := fmt.Sprintf("pid %d", c.cmd.Process.Pid)
+	call := func(what string, f func(ctx context.Context) error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
+		defer cancel()
+		errc := make(chan error, 1)
+		go func() { errc <- f(ctx) }()
+		select {
+		case err := <-errc:
+			mustIs(t, err, context.DeadlineExceeded, what)
+			if !strings.Contains(err.Error(), pid) {
+				t.Errorf("%s: error %q does not name the holder (%s)", what, err, pid)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s hangs behind a frozen flock holder", what)
+		}
+	}
+	call("lock", func(ctx context.Context) error { _, err := d.TryLock(ctx, "L"); return err })
+	call("leave", func(ctx context.Context) error { return d.Leave(ctx, "g") })
+	call("close", d.Close)
+	<-d.Done()
 }

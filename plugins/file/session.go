@@ -38,6 +38,12 @@ type session struct {
 	life   sync.RWMutex
 	closed bool // guarded by life
 
+	// held names the locks this session took and has not released: its
+	// own cleanup (Close, loss) reads only those records, not every lock
+	// name the directory ever saw.
+	heldMu sync.Mutex
+	held   map[string]bool
+
 	lost     atomic.Bool
 	doneOnce sync.Once
 	done     chan struct{}
@@ -90,6 +96,9 @@ func Open(ctx context.Context, opts driver.Options) (driver.Driver, error) {
 		if s.lockf != nil {
 			_ = s.lockf.Close()
 		}
+		if errors.Is(err, errForeignDir) {
+			return nil, driver.Errorf(backend, "open", dir, err)
+		}
 		return nil, driver.Unavailable(backend, dir, err)
 	}
 	if err := s.start(ctx); err != nil {
@@ -112,18 +121,24 @@ func parseURL(raw string) (string, error) {
 		return "", fmt.Errorf("bad URL: %v", err)
 	case u.Scheme != "file":
 		return "", fmt.Errorf("not a file:// URL")
+	case u.Opaque == "" && u.Host == "" && u.Path == "":
+		return "", fmt.Errorf("no directory (an unset variable in file://$DIR?); want file:///var/lib/muster")
 	case u.Opaque != "" || (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path):
 		return "", fmt.Errorf("want file:// and an absolute path, as in file:///var/lib/muster")
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		return "", fmt.Errorf("the file backend takes no user, query or fragment")
 	}
-	return filepath.Clean(u.Path), nil
+	dir := filepath.Clean(u.Path)
+	if err := refuseSystemDir(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
 // prepare makes the layout and opens the lock file: whatever fails here
 // means the directory is unusable.
 func (s *session) prepare() error {
-	if err := os.MkdirAll(s.dir, dirPerm); err != nil {
+	if err := adopt(s.dir); err != nil {
 		return err
 	}
 	for _, d := range []string{sessionsDir, groupsDir, marksDir, locksDir, tmpDir, instancesDir} {
@@ -171,15 +186,15 @@ func (s *session) reapLocked(dead map[string]string) error {
 			return err
 		}
 	}
-	locks, err := os.ReadDir(s.path(locksDir))
+	names, err := s.lockNames(dead)
 	if err != nil {
 		return err
 	}
-	for _, l := range locks {
-		p := s.path(locksDir, l.Name())
+	for _, name := range names {
+		p := s.path(locksDir, name)
 		b, err := readFile(p)
 		if b == nil || err != nil {
-			continue // gone, or garbage that TryLock deals with
+			continue // gone, or not muster's
 		}
 		rec, err := parseLock(b)
 		if err != nil {
@@ -192,6 +207,43 @@ func (s *session) reapLocked(dead map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// lockNames are the lock records reapLocked must read for dead: only the
+// ones this session holds when dead is this session alone, else all.
+func (s *session) lockNames(dead map[string]string) ([]string, error) {
+	if _, own := dead[s.id]; own && len(dead) == 1 {
+		s.heldMu.Lock()
+		defer s.heldMu.Unlock()
+		names := make([]string, 0, len(s.held))
+		for n := range s.held {
+			names = append(names, n)
+		}
+		return names, nil
+	}
+	entries, err := os.ReadDir(s.path(locksDir))
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, nil
+}
+
+// holding records that this session took (or released) lock name.
+func (s *session) holding(name string, held bool) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if !held {
+		delete(s.held, name)
+		return
+	}
+	if s.held == nil {
+		s.held = map[string]bool{}
+	}
+	s.held[name] = true
 }
 
 func (s *session) reapGroupLocked(group string, dead map[string]string, members map[string]bool) error {

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -76,10 +78,34 @@ func (s *session) lock(ctx context.Context) (unlock func(), err error) {
 		case <-ctx.Done():
 			t.Stop()
 			<-s.plock
-			return nil, ctx.Err()
+			return nil, s.flockHeld(ctx.Err())
 		}
 		delay = min(2*delay, 5*time.Millisecond)
 	}
+}
+
+// flockHeld is the error of a wait for the flock that ctx ended: it wraps
+// err and names the process holding the flock, from /proc/locks, so a
+// frozen holder can be found.
+func (s *session) flockHeld(err error) error {
+	var st unix.Stat_t
+	if unix.Fstat(int(s.lockf.Fd()), &st) != nil {
+		return err
+	}
+	b, rerr := os.ReadFile("/proc/locks")
+	if rerr != nil {
+		return err
+	}
+	// "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+	dev := uint64(st.Dev) //nolint:unconvert // its type differs between platforms
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(dev), unix.Minor(dev), st.Ino)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[1] == "FLOCK" && f[5] == want && f[4] != strconv.Itoa(os.Getpid()) {
+			return fmt.Errorf("%w: the directory flock %s is held by pid %s (frozen or stuck?)", err, s.lockf.Name(), f[4])
+		}
+	}
+	return fmt.Errorf("%w: waiting for the directory flock %s", err, s.lockf.Name())
 }
 
 // tryLock takes the flock only if nobody holds it, for work that can wait
@@ -210,14 +236,29 @@ func (j *judge) alive(id string, ttl time.Duration) (renewed time.Time, ok bool,
 
 // writeFile replaces dst with data atomically: a reader sees the old record
 // or the new one, never half of one. Callers hold the flock, so anything
-// left in tmp/ while the flock is held is garbage from a killed writer.
+// left in tmp/ under writeFile's names while the flock is held is garbage
+// from a killed writer.
 func (s *session) writeFile(dst string, data []byte) error {
+	return s.write(dst, data, false)
+}
+
+// syncLocks says whether lock records that issue a token are made durable
+// (fsync of the record and of locks/) before the token is returned; only
+// the benchmark turns it off, to measure what it costs.
+var syncLocks = true
+
+// write is writeFile; with durable, the record and its directory are
+// fsynced before it returns, so a power cut cannot bring back an older one.
+func (s *session) write(dst string, data []byte, durable bool) error {
 	tmp := s.path(tmpDir, "w-"+randomHex(8))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(data)
+	if err == nil && durable {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -226,8 +267,12 @@ func (s *session) writeFile(dst string, data []byte) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
+		return err
 	}
-	return err
+	if durable {
+		return syncDir(filepath.Dir(dst))
+	}
+	return nil
 }
 
 // readFile reads a record; a missing file is (nil, nil).
@@ -254,8 +299,9 @@ func removeFile(path string) error {
 	return err
 }
 
-// cleanTmp removes what killed writers left in tmp/. The caller holds the
-// flock, so no live writer is using anything there.
+// cleanTmp removes what killed writers left in tmp/: only files under the
+// names writeFile uses. The caller holds the flock, so no live writer is
+// using them. Anything else there is not muster's and is left alone.
 func (s *session) cleanTmp() {
 	entries, err := os.ReadDir(s.path(tmpDir))
 	if err != nil {
@@ -264,7 +310,11 @@ func (s *session) cleanTmp() {
 	}
 	for _, e := range entries {
 		p := s.path(tmpDir, e.Name())
-		if err := os.RemoveAll(p); err != nil {
+		if !isTempName(e.Name()) || !e.Type().IsRegular() {
+			s.log.Debug("file: leaving alone a file muster did not write", pathField(p))
+			continue
+		}
+		if err := os.Remove(p); err != nil {
 			s.log.Warn("file: removing a leftover temporary file", pathField(p), errField(err))
 			continue
 		}
@@ -280,15 +330,4 @@ func randomHex(n int) string {
 
 // isSessionID reports whether id is a session id this package makes; a
 // record naming anything else is garbage (and never becomes a path).
-func isSessionID(id string) bool {
-	if len(id) != 32 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func isSessionID(id string) bool { return len(id) == 32 && isHex(id) }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 
@@ -21,16 +20,6 @@ func (s *session) start(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	switch b, err := readFile(s.path(formatFile)); {
-	case err != nil && !errors.Is(err, errGarbage):
-		return err
-	case b == nil:
-		if err := s.writeFile(s.path(formatFile), []byte(formatLine)); err != nil {
-			return err
-		}
-	case string(b) != formatLine:
-		return fmt.Errorf("%s holds layout %q; this muster understands %q", s.dir, b, formatLine)
-	}
 	s.cleanTmp()
 	j, err := s.judge()
 	if err != nil {
@@ -124,8 +113,7 @@ func (s *session) sweepLocked(j *judge) error {
 		id := e.Name()
 		p := s.path(sessionsDir, id)
 		if !isSessionID(id) {
-			s.log.Warn("file: removing a stray file among sessions", pathField(p))
-			_ = os.RemoveAll(p)
+			s.log.Debug("file: leaving alone a file muster did not write", pathField(p))
 			continue
 		}
 		b, err := readFile(p)
@@ -137,8 +125,7 @@ func (s *session) sweepLocked(j *judge) error {
 		}
 		rec, err := parseSession(b)
 		if err != nil {
-			s.log.Warn("file: removing an unparseable session record", pathField(p))
-			dead[id] = ""
+			s.log.Debug("file: leaving alone an unparseable file among sessions", pathField(p))
 			continue
 		}
 		if _, ok, err := j.alive(id, rec.ttl); err != nil {

@@ -6,6 +6,8 @@ package memory
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -86,6 +88,7 @@ type lockRec struct {
 
 type session struct {
 	st       *store
+	id       string // random per Open: LockHolder.Session
 	member   string
 	instance string
 	ttl      time.Duration
@@ -125,7 +128,7 @@ func Open(ctx context.Context, opts driver.Options) (driver.Driver, error) {
 		}
 	}
 	now := time.Now()
-	s := &session{st: st, member: opts.Member, instance: opts.Instance, ttl: opts.TTL,
+	s := &session{st: st, id: newSessionID(), member: opts.Member, instance: opts.Instance, ttl: opts.TTL,
 		expires: now.Add(opts.TTL), renewed: now, done: make(chan struct{})}
 	s.timer = time.AfterFunc(opts.TTL, s.expire)
 	st.sessions[s] = struct{}{}
@@ -394,7 +397,7 @@ func (s *session) LockHolder(ctx context.Context, name string) (driver.LockHolde
 	if !held {
 		return driver.LockHolder{}, driver.Errorf(backend, "lock holder", name, driver.ErrNotLocked)
 	}
-	return driver.LockHolder{Member: l.s.member, Token: l.token}, nil
+	return driver.LockHolder{Member: l.s.member, Token: l.token, Session: l.s.id}, nil
 }
 
 func (s *session) BreakLock(ctx context.Context, name string) error {
@@ -435,4 +438,31 @@ func (s *session) Watch(ctx context.Context, name string) (<-chan driver.Event, 
 		g.endWatch(w, nil)
 	})
 	return w.events, w.errc, nil
+}
+
+// SessionID is this session's random id, as LockHolder reports it.
+func (s *session) SessionID() string { return s.id }
+
+func newSessionID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// Member is one live member of group, as Members would list it, without
+// listing the group; ErrNotMember when it is not live there.
+func (s *session) Member(ctx context.Context, name, member string) (driver.Member, error) {
+	if err := s.lock("member", name); err != nil {
+		return driver.Member{}, err
+	}
+	defer s.st.mu.Unlock()
+	g, err := s.group("member", name)
+	if err != nil {
+		return driver.Member{}, err
+	}
+	m, ok := g.members[member]
+	if !ok {
+		return driver.Member{}, driver.Errorf(backend, "member", name, fmt.Errorf("%w: %q", driver.ErrNotMember, member))
+	}
+	return driver.Member{ID: member, Capabilities: clone(m.caps), UpdatedAt: m.s.renewed, ForcedDown: g.forced[member]}, nil
 }
