@@ -1,10 +1,10 @@
 # muster — build, test, run.
 GO        ?= go
 BIN       := bin
-TEST_DEPS := python3-tooz python3-msgpack
-PLUGINS   := file
+TEST_DEPS := python3-tooz python3-msgpack redis-server memcached
+PLUGINS   := file redis memcached
 
-.PHONY: all build run test vet fmt-check bench proto deps clean
+.PHONY: all build run test vet fmt-check bench proto deps clean soak-safety
 
 all: build
 
@@ -32,6 +32,11 @@ fmt-check:
 # The whole suite, as CI runs it: real processes, race detector, no cache.
 test: deps build vet fmt-check
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The randomized safety run (issue 13) for longer than CI's 3 s per backend.
+SAFETY ?= 2m
+soak-safety:
+	MUSTER_SAFETY_DURATION=$(SAFETY) $(GO) test -race -count=1 -timeout 30m -run 'TestSafety$$' -v ./plugins/memory/ ./plugins/host/ | grep -E 'safety|^(ok|FAIL|---)'
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./servicegroup/... ./plugins/...
