@@ -192,8 +192,11 @@ func TestWatchAndElection(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
+	// The backend's own directory: the file backend refuses one holding
+	// files it did not create (the config file here).
+	store := filepath.Join(dir, "backend")
 	cfg := filepath.Join(dir, "muster.toml")
-	os.WriteFile(cfg, []byte("[backend]\nurl = \"file://"+dir+"\"\n\n[session]\nheartbeat_intervall = \"1s\"\n"), 0o644)
+	os.WriteFile(cfg, []byte("[backend]\nurl = \"file://"+store+"\"\n\n[session]\nheartbeat_intervall = \"1s\"\n"), 0o644)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -204,12 +207,12 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"bad flag", []string{"members", "g", "--bogus"}, "flag provided but not defined: -bogus"},
 		{"bad duration", []string{"--member-ttl", "soon", "groups"}, "invalid value"},
-		{"bad mode", []string{"--url", "file://" + dir, "--mode", "sideways", "groups"}, `backend.mode: "sideways"`},
+		{"bad mode", []string{"--url", "file://" + store, "--mode", "sideways", "groups"}, `backend.mode: "sideways"`},
 		{"no scheme", []string{"--url", dir, "groups"}, "has no scheme"},
 		{"unreachable backend", []string{"--url", "file:///dev/null/x", "--mode", "inprocess", "groups"}, "/dev/null/x"},
-		{"missing group", []string{"--url", "file://" + dir, "--mode", "inprocess", "members", "nope"}, `"nope": group not found`},
-		{"bad name", []string{"--url", "file://" + dir, "--mode", "inprocess", "members", "a/b"}, "path separator"},
-		{"bad caps", []string{"--url", "file://" + dir, "join", "g", "m", "--caps", "[1]"}, "want a JSON object"},
+		{"missing group", []string{"--url", "file://" + store, "--mode", "inprocess", "members", "nope"}, `"nope": group not found`},
+		{"bad name", []string{"--url", "file://" + store, "--mode", "inprocess", "members", "a/b"}, "path separator"},
+		{"bad caps", []string{"--url", "file://" + store, "join", "g", "m", "--caps", "[1]"}, "want a JSON object"},
 		{"wrong arity", []string{"is-up", "g"}, "usage: muster is-up GROUP MEMBER"},
 		{"lock without command", []string{"lock", "l"}, "usage: muster lock"},
 		{"secret redacted", []string{"--url", "file://user:hunter2@/dev/null/x", "--mode", "inprocess", "groups"}, "xxxxx"},
