@@ -257,16 +257,42 @@ func (s *ServiceGroup) member(ctx context.Context, group, member string) (Member
 	if err := driver.ValidateName("member", member); err != nil {
 		return Member{}, fmt.Errorf("servicegroup: %w", err)
 	}
-	ms, err := s.Members(ctx, group)
+	if err := validGroup(group); err != nil {
+		return Member{}, err
+	}
+	var (
+		raw   driver.Member
+		found bool
+	)
+	err := s.do(ctx, func(d driver.Driver) error {
+		if g, ok := d.(driver.MemberGetter); ok {
+			m, err := g.Member(ctx, group, member)
+			raw, found = m, err == nil
+			if errors.Is(err, driver.ErrNotMember) {
+				return nil
+			}
+			return err
+		}
+		ms, err := d.Members(ctx, group)
+		for _, m := range ms {
+			if m.ID == member {
+				raw, found = m, true
+			}
+		}
+		return err
+	})
 	if err != nil {
 		return Member{}, err
 	}
-	for _, m := range ms {
-		if m.ID == member {
-			return m, nil
-		}
+	if !found {
+		return Member{}, fmt.Errorf("servicegroup: %q in group %q: %w", member, group, driver.ErrNotMember)
 	}
-	return Member{}, fmt.Errorf("servicegroup: %q in group %q: %w", member, group, driver.ErrNotMember)
+	caps, err := driver.DecodeCapabilities(raw.Capabilities)
+	if err != nil {
+		s.log.Sugar().Warnw("unreadable capabilities", "group", group, "member", raw.ID, "error", err)
+		caps = Capabilities{}
+	}
+	return Member{ID: raw.ID, Capabilities: caps, UpdatedAt: raw.UpdatedAt, ForcedDown: raw.ForcedDown}, nil
 }
 
 // ForceDown marks member of group down for every reader until cleared with

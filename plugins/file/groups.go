@@ -428,3 +428,9 @@ func (s *session) Member(ctx context.Context, group, member string) (m driver.Me
 	}
 	return m, nil
 }
+
+// The optional interfaces the core finds by type assertion.
+var (
+	_ driver.SessionID    = (*session)(nil)
+	_ driver.MemberGetter = (*session)(nil)
+)

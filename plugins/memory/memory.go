@@ -466,3 +466,10 @@ func (s *session) Member(ctx context.Context, name, member string) (driver.Membe
 	}
 	return driver.Member{ID: member, Capabilities: clone(m.caps), UpdatedAt: m.s.renewed, ForcedDown: g.forced[member]}, nil
 }
+
+// The optional interfaces the core finds by type assertion.
+var (
+	_ driver.SessionID    = (*session)(nil)
+	_ driver.MemberGetter = (*session)(nil)
+	_ driver.Watcher      = (*session)(nil)
+)

@@ -151,6 +151,13 @@ type Watcher interface {
 	Watch(ctx context.Context, group string) (events <-chan Event, errc <-chan error, err error)
 }
 
+// MemberGetter is implemented by backends that read one member's record
+// directly, so IsUp and UpdatedAt cost one read, not a listing of the
+// group. ErrGroupNotFound, or ErrNotMember when member is not live.
+type MemberGetter interface {
+	Member(ctx context.Context, group, member string) (Member, error)
+}
+
 // LockWaiter is implemented by backends that can block on a lock natively.
 // Lock returns ctx.Err() when ctx ends first.
 type LockWaiter interface {
