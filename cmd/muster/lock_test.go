@@ -80,13 +80,20 @@ func (r *lockRun) waitChild(t *testing.T) int {
 	t.Helper()
 	var pid int
 	eventually(t, 15*time.Second, "CMD started its child", func() bool {
+		// Read before checking for exit: a CMD that exits at once may have
+		// written the pid and gone, muster with it, between two polls.
+		if pid = r.childPid(); pid > 0 {
+			return true
+		}
 		select {
 		case <-r.exited:
+			if pid = r.childPid(); pid > 0 {
+				return true
+			}
 			t.Fatalf("muster lock exited %d before CMD started its child", r.state.ExitCode())
 		default:
 		}
-		pid = r.childPid()
-		return pid > 0
+		return false
 	})
 	return pid
 }

@@ -76,6 +76,11 @@ func adopt(dir string) error {
 		}
 		for _, e := range entries {
 			if !strings.HasPrefix(e.Name(), markerPrefix) {
+				// Another process may have marked it (and begun filling it)
+				// since the marker was read: the marker is always first.
+				if b, _ := readFile(marker); b != nil && string(b) == formatLine {
+					return nil
+				}
 				return fmt.Errorf("%w: %s is not empty and has no %s file; refusing to use it (muster uses only a directory it created, or an empty one)",
 					errForeignDir, dir, formatFile)
 			}

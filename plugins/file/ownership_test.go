@@ -1,6 +1,7 @@
 package file_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -132,4 +133,27 @@ func TestForeignFilesSurvive(t *testing.T) {
 		must(t, d.Close(bg), "close")
 	}
 	check("after Close")
+}
+
+// TestConcurrentAdoption: processes opening one new directory at once all
+// adopt it; none takes another's fresh records for foreign files.
+func TestConcurrentAdoption(t *testing.T) {
+	for round := range 20 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprintf("new-%d", round))
+		errs := make(chan error, 4)
+		for i := range 4 {
+			go func() {
+				d, err := file.Open(bg, driver.Options{URL: dirURL(dir), Member: fmt.Sprintf("m%d", i), TTL: time.Minute})
+				if err == nil {
+					err = d.Close(bg)
+				}
+				errs <- err
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
 }
