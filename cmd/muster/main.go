@@ -22,7 +22,6 @@ import (
 
 	"github.com/musterhq/muster/config"
 	_ "github.com/musterhq/muster/plugins/file"
-	_ "github.com/musterhq/muster/plugins/memcached"
 	_ "github.com/musterhq/muster/plugins/memory"
 	_ "github.com/musterhq/muster/plugins/redis"
 	"github.com/musterhq/muster/servicegroup"
