@@ -143,7 +143,7 @@ type history struct {
 
 // granted checks a grant of name with tok to w against everyone else's
 // account at this moment.
-func (h *history) granted(w *safetyWorker, name string, tok servicegroup.Token, _ <-chan struct{}) {
+func (h *history) granted(w *safetyWorker, name string, tok servicegroup.Token) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.grants++
@@ -219,7 +219,7 @@ func (w *safetyWorker) holds(name string, tok servicegroup.Token) bool {
 }
 
 func (w *safetyWorker) record(name string, tok servicegroup.Token, lost <-chan struct{}) {
-	w.h.granted(w, name, tok, lost)
+	w.h.granted(w, name, tok)
 	w.mu.Lock()
 	if w.open == nil {
 		w.open = map[string]*holding{}
