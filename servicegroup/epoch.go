@@ -49,6 +49,18 @@ func lossMargin(ttl time.Duration) time.Duration {
 	return max(ttl/10, 5*time.Millisecond)
 }
 
+// began is when d's backend session began its TTL, as a monotonic offset:
+// the driver's own account (driver.Began) if it has one and it is later
+// than opened, when this process asked for the session.
+func began(d driver.Driver, opened time.Duration) time.Duration {
+	if b, ok := d.(driver.Began); ok {
+		if at := b.Began().Sub(clockBase); at > opened && at <= monoNow() {
+			return at
+		}
+	}
+	return opened
+}
+
 func newEpoch(d driver.Driver, renewedAt time.Duration, ttl time.Duration) *epoch {
 	e := &epoch{drv: d, locks: map[*Lock]Token{}}
 	if sid, ok := d.(driver.SessionID); ok {

@@ -73,7 +73,7 @@ func OpenDriver(ctx context.Context, cfg Config, backend string, f driver.Factor
 		return nil, err
 	}
 	s.mu.Lock()
-	s.install(d, started)
+	s.install(d, began(d, started))
 	s.mu.Unlock()
 	s.start()
 	return s, nil

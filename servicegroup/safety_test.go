@@ -3,9 +3,11 @@ package servicegroup_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/musterhq/muster/plugins/memory"
 	"github.com/musterhq/muster/servicegroup"
 	"github.com/musterhq/muster/servicegroup/driver"
 )
@@ -287,5 +289,52 @@ func TestNonIdempotentNotReportedAsFailed(t *testing.T) {
 	cutOff("BreakLock")
 	if err := a.BreakLock(bgctx(t), "l"); err != nil {
 		t.Errorf("BreakLock whose answer was lost: %v; want nil", err)
+	}
+}
+
+// slowStart is a driver whose Open spends longer than the TTL before the
+// backend session exists, as a plugin process starting on a loaded machine
+// does, and says when the session began (driver.Began).
+type slowStart struct {
+	driver.Driver
+	began time.Time
+}
+
+func (s slowStart) Began() time.Time { return s.began }
+
+// A session whose driver took longer than the TTL to start, before the
+// backend session began, lives: its deadline counts from driver.Began, not
+// from the call to Open.
+func TestSlowStartCountsFromBegan(t *testing.T) {
+	var opens atomic.Int32
+	open := func(ctx context.Context, o driver.Options) (driver.Driver, error) {
+		opens.Add(1)
+		time.Sleep(o.TTL + o.TTL/4)
+		began := time.Now()
+		d, err := memory.Open(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		return slowStart{Driver: d, began: began}, nil
+	}
+	cfg := servicegroup.Config{URL: memURL(), Member: "a",
+		HeartbeatInterval: 50 * time.Millisecond, MemberTTL: 400 * time.Millisecond, DialTimeout: 5 * time.Second}
+	sg, err := servicegroup.OpenDriver(bgctx(t), cfg, "memory", open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sg.Close(context.Background())
+	l := sg.Lock("l")
+	if _, err := l.TryAcquire(bgctx(t)); err != nil {
+		t.Fatalf("TryAcquire on a session that started slowly: %v", err)
+	}
+	time.Sleep(3 * cfg.MemberTTL)
+	select {
+	case <-l.Lost():
+		t.Fatalf("the lock was lost: the session's deadline counted from before it began")
+	default:
+	}
+	if n := opens.Load(); n != 1 {
+		t.Fatalf("%d sessions opened; want 1", n)
 	}
 }

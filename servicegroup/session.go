@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -34,10 +35,11 @@ type ServiceGroup struct {
 	// caller gave up is resolved before the next one starts.
 	groups keyedSem
 
-	kick chan struct{} // asks the keeper to check the session now
-	stop chan struct{}
-	wg   sync.WaitGroup // the keeper
-	bg   sync.WaitGroup // calls finishing after their caller gave up
+	kick    chan struct{} // asks the keeper to check the session now
+	stop    chan struct{}
+	tidying atomic.Bool    // a tidy is under way
+	wg      sync.WaitGroup // the keeper and its tidy
+	bg      sync.WaitGroup // calls finishing after their caller gave up
 }
 
 type joined struct {
@@ -141,9 +143,24 @@ func (s *ServiceGroup) beat(e *epoch) {
 	case !s.renew(e, sent):
 		s.recover(e, "heartbeat answered after the session's deadline")
 	default:
+		s.tidy(e)
+	}
+}
+
+// tidy does, after a successful heartbeat, the work that must not delay
+// the next one: re-joining pending groups and checking held locks. One
+// runs at a time; a heartbeat that finds one under way skips it.
+func (s *ServiceGroup) tidy(e *epoch) {
+	if !s.tidying.CompareAndSwap(false, true) {
+		return
+	}
+	s.wg.Add(1) // the keeper is in s.wg, so Close's Wait cannot be past it
+	go func() {
+		defer s.wg.Done()
+		defer s.tidying.Store(false)
 		s.rejoinPending(e)
 		s.checkLocks(e)
-	}
+	}()
 }
 
 // renew moves e's deadline after a heartbeat sent at sent succeeded. A
@@ -231,7 +248,7 @@ func (s *ServiceGroup) recover(old *epoch, why string) {
 				_ = d.Close(context.Background())
 				return
 			}
-			e := s.install(d, started)
+			e := s.install(d, began(d, started))
 			close(s.renewed)
 			s.renewed = make(chan struct{})
 			s.mu.Unlock()

@@ -164,6 +164,11 @@ func TestWatchAndElection(t *testing.T) {
 		return code == 0
 	})
 	w := startOut(t, append(b, "watch", "central", "--json")...)
+	// The watch reports the group as it finds it first: once it has, it is
+	// watching, and sees c1's election.
+	eventually(t, 10*time.Second, "watch reports c0", func() bool {
+		return w.lines()[0] == `{"type":"joined","group":"central","member":"c0"}`
+	})
 	c1 := start(t, append(b, "campaign", "central", "c1")...)
 	eventually(t, 10*time.Second, "c1 leads", func() bool {
 		out, _, _ := muster(t, append(b, "leader", "central")...)

@@ -27,11 +27,14 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		for out, pkg := range map[string]string{
-			"muster":             ".",
-			"muster-plugin-file": "../../plugins/file/cmd/muster-plugin-file",
+		// muster is the code under test, so it is race-built; the plugin
+		// runs under -race in its own package's tests.
+		for out, build := range map[string][]string{
+			"muster":             {"-race", "."},
+			"muster-plugin-file": {"../../plugins/file/cmd/muster-plugin-file"},
 		} {
-			cmd := exec.Command("go", "build", "-race", "-o", filepath.Join(dir, out), pkg)
+			args := append([]string{"build", "-o", filepath.Join(dir, out)}, build...)
+			cmd := exec.Command("go", args...)
 			cmd.Stderr = os.Stderr
 			if err := cmd.Run(); err != nil {
 				fmt.Fprintf(os.Stderr, "building %s: %v\n", out, err)
@@ -39,6 +42,9 @@ func TestMain(m *testing.M) {
 			}
 		}
 		binDir = dir
+		// A race-built process sleeps a second at exit by default, to
+		// catch races there; these tests start hundreds of them.
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 		code := m.Run()
 		if code == 0 {
 			// Every background muster was killed and waited for.

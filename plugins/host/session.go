@@ -42,6 +42,7 @@ type session struct {
 	log      *zap.Logger
 	features *proto.FeaturesResponse
 	id       string // the plugin driver's session id
+	began    time.Time // just before the Open RPC: see driver.Began
 	started  time.Time
 	onEnd    func(lived time.Duration, lost bool)
 
@@ -129,6 +130,7 @@ func (f *factory) start(ctx context.Context, opts driver.Options, onEnd func(tim
 		return fail("dispense", fmt.Errorf("got a %T, not a gRPC connection", raw))
 	}
 	rpc := proto.NewDriverClient(conn)
+	began := time.Now()
 	resp, err := rpc.Open(ctx, &proto.OpenRequest{
 		Url:              opts.URL,
 		Member:           opts.Member,
@@ -154,6 +156,7 @@ func (f *factory) start(ctx context.Context, opts driver.Options, onEnd func(tim
 		log:      log.With(zap.Int("pid", proc.PID())),
 		features: resp.GetFeatures(),
 		id:       resp.GetSessionId(),
+		began:    began,
 		started:  time.Now(),
 		onEnd:    onEnd,
 		bg:       bg,
@@ -502,6 +505,10 @@ func (s *session) LockHolder(ctx context.Context, name string) (driver.LockHolde
 
 // SessionID is the plugin driver's session id, as LockHolder reports it.
 func (s *session) SessionID() string { return s.id }
+
+// Began is when the Open RPC was sent: the plugin's backend session cannot
+// have begun before it, however long the process took to start.
+func (s *session) Began() time.Time { return s.began }
 
 // errNoResult is a plugin's answer that carries neither the result asked
 // for nor an error: a broken plugin, never a success.

@@ -74,6 +74,15 @@ type SessionID interface {
 	SessionID() string
 }
 
+// Began is implemented by drivers whose Open does slow work before the
+// backend session exists (the plugin host starts a process first). It is a
+// time no later than the moment the backend began counting the session's
+// TTL; the core counts the session's first deadline from it rather than
+// from the call to Open, so a slow process start does not eat the TTL.
+type Began interface {
+	Began() time.Time
+}
+
 // Driver is one member's session on one backend. Every method is safe for
 // concurrent use. After Close every method but Close and Done returns
 // ErrClosed.
