@@ -41,7 +41,7 @@ type session struct {
 	health   grpc_health_v1.HealthClient
 	log      *zap.Logger
 	features *proto.FeaturesResponse
-	id       string // the plugin driver's session id
+	id       string    // the plugin driver's session id
 	began    time.Time // just before the Open RPC: see driver.Began
 	started  time.Time
 	onEnd    func(lived time.Duration, lost bool)
