@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,6 +174,11 @@ func TestWatchAndElection(t *testing.T) {
 	eventually(t, 10*time.Second, "c1 leads", func() bool {
 		out, _, _ := muster(t, append(b, "leader", "central")...)
 		return out == "c1\n"
+	})
+	// The file backend's watch polls: a leadership shorter than a poll may
+	// be missed, so c1 resigns only once the watch has reported it.
+	eventually(t, 10*time.Second, "watch reports c1 leading", func() bool {
+		return slices.Contains(w.lines(), `{"type":"leader","group":"central","member":"c1"}`)
 	})
 	start(t, append(b, "campaign", "central", "c2")...)
 	_ = c1.Process.Signal(syscall.SIGTERM) // resigns

@@ -92,7 +92,8 @@ func (s *suite) testLockHandOver(t *testing.T) {
 	w := startAcquire(ctx, lb)
 	time.Sleep(3 * heartbeat)
 	if closed(w.done) {
-		t.Fatalf("a second holder got the lock while the first holds it (token %d, %v)", w.tok, w.err)
+		t.Fatalf("a second holder got the lock while the first holds it (token %d, %v; first holder: token %d, held %v, lost %v)",
+			w.tok, w.err, tok, la.Held(), closed(la.Lost()))
 	}
 	if err := la.Release(ctx); err != nil {
 		t.Fatalf("release: %v", err)
