@@ -34,7 +34,7 @@ type Backend struct {
 	// PluginDir holds muster-plugin-<scheme> binaries. Default: next to
 	// the muster binary.
 	PluginDir string `toml:"plugin_dir"`
-	// PluginChecksums pins plugin binaries: scheme = "hex sha256".
+	// PluginChecksums pins plugin binaries: plugin name (redis for rediss://) = "hex sha256".
 	PluginChecksums map[string]string `toml:"plugin_checksums"`
 	// DialTimeout bounds connecting. Default 5s.
 	DialTimeout Duration `toml:"dial_timeout"`

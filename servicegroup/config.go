@@ -44,7 +44,8 @@ type Config struct {
 	// PluginDir is where muster-plugin-<scheme> binaries are. Default: the
 	// directory of the running executable.
 	PluginDir string
-	// PluginChecksums pins plugin binaries by scheme to a hex sha256; a
+	// PluginChecksums pins plugin binaries by plugin name (redis for
+	// rediss://) to a hex sha256; a
 	// binary that does not match is refused.
 	PluginChecksums map[string]string
 	// HeartbeatInterval is how often the session is renewed. Default 1s.

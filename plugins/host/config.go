@@ -24,9 +24,9 @@ type Config struct {
 	// Dir holds the plugin binaries, one per scheme, named
 	// muster-plugin-<scheme>. Default: the directory of os.Executable().
 	Dir string
-	// Checksums pins plugin binaries: scheme -> hex SHA-256 of the binary.
-	// A binary whose scheme has an entry is run only if it matches; one
-	// without an entry is not verified.
+	// Checksums pins plugin binaries: plugin name (see Plugin; an alias
+	// scheme works too) -> hex SHA-256 of the binary. A binary whose plugin
+	// has an entry is run only if it matches; one without is not verified.
 	Checksums map[string]string
 	// Logger receives go-plugin's diagnostics and the plugin's own log
 	// lines (its stderr). Default: the Options.Logger of each session, and
@@ -49,8 +49,30 @@ const (
 	stableAfter = 10 * time.Second
 )
 
-// BinaryName is the file name of the plugin binary for scheme.
-func BinaryName(scheme string) string { return "muster-plugin-" + scheme }
+// aliases maps the URL schemes that one plugin serves to its name: tooz's
+// spellings and the TLS variants run the plugin of the plain scheme.
+var aliases = map[string]string{
+	"rediss":      "redis",
+	"kazoo":       "zookeeper",
+	"etcd3":       "etcd",
+	"etcd3+http":  "etcd",
+	"etcd3+https": "etcd",
+	"postgres":    "postgresql",
+}
+
+// Plugin is the name of the plugin that serves scheme: the scheme itself,
+// or the plain scheme for an alias (rediss: redis, kazoo: zookeeper,
+// etcd3+http: etcd, postgres: postgresql).
+func Plugin(scheme string) string {
+	if p, ok := aliases[scheme]; ok {
+		return p
+	}
+	return scheme
+}
+
+// BinaryName is the file name of the plugin binary for scheme:
+// muster-plugin-<Plugin(scheme)>.
+func BinaryName(scheme string) string { return "muster-plugin-" + Plugin(scheme) }
 
 // Factory returns a driver.Factory that runs the backend for scheme as a
 // plugin: each call starts one plugin process, opens its session and
@@ -156,7 +178,11 @@ func (f *factory) binary() (string, error) {
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 		return "", fmt.Errorf("plugin for scheme %q: %s is not an executable file (%v)", f.scheme, path, fi.Mode())
 	}
-	if want, pinned := f.cfg.Checksums[f.scheme]; pinned {
+	want, pinned := f.cfg.Checksums[Plugin(f.scheme)]
+	if !pinned {
+		want, pinned = f.cfg.Checksums[f.scheme]
+	}
+	if pinned {
 		if err := verify(path, want); err != nil {
 			return "", fmt.Errorf("plugin for scheme %q: %w", f.scheme, err)
 		}

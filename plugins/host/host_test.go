@@ -335,6 +335,23 @@ func TestMissingBinary(t *testing.T) {
 	}
 }
 
+// An alias scheme (tooz's spellings, TLS variants) runs the plain scheme's
+// plugin.
+func TestAliasScheme(t *testing.T) {
+	dir := t.TempDir()
+	for scheme, plugin := range map[string]string{
+		"rediss": "redis", "kazoo": "zookeeper", "etcd3+https": "etcd", "postgres": "postgresql", "file": "file",
+	} {
+		if got := host.BinaryName(scheme); got != "muster-plugin-"+plugin {
+			t.Errorf("BinaryName(%q) = %q; want muster-plugin-%s", scheme, got, plugin)
+		}
+		_, err := host.Config{Dir: dir}.Factory(scheme)(context.Background(), opts(t.TempDir(), "m", time.Minute))
+		if want := filepath.Join(dir, "muster-plugin-"+plugin); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Factory(%q): %v; want it to look for %s", scheme, err, want)
+		}
+	}
+}
+
 func TestNotAPlugin(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, host.BinaryName("file"))
