@@ -1,8 +1,8 @@
 # muster — build, test, run.
 GO        ?= go
 BIN       := bin
-TEST_DEPS := python3-tooz python3-msgpack redis-server
-PLUGINS   := file redis
+TEST_DEPS := python3-tooz python3-msgpack redis-server memcached
+PLUGINS   := file redis memcached
 
 .PHONY: all build run test vet fmt-check bench proto deps clean soak-safety
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/musterhq/muster/config"
 	_ "github.com/musterhq/muster/plugins/file"
+	_ "github.com/musterhq/muster/plugins/memcached"
 	_ "github.com/musterhq/muster/plugins/memory"
 	_ "github.com/musterhq/muster/plugins/redis"
 	"github.com/musterhq/muster/servicegroup"
