@@ -117,8 +117,8 @@ func (s *suite) testHolderExpires(t *testing.T) {
 	ctx := tctx(t)
 
 	// The session itself.
+	later := s.raw(t, u, "next", longTTL) // first: an open may start a process
 	old := s.raw(t, u, "old", ttl)
-	later := s.raw(t, u, "next", longTTL)
 	tok, err := old.TryLock(ctx, "raw")
 	if err != nil {
 		t.Fatalf("lock: %v", err)

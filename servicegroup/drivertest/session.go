@@ -226,8 +226,10 @@ func (s *suite) testExpiry(t *testing.T) {
 	ctx := tctx(t)
 	locks := !s.unsupported[Locks]
 
-	a := s.raw(t, u, "a", ttl)
+	// b first: opening a session may start a process, which must not eat
+	// into a's short TTL.
 	b := s.raw(t, u, "b", longTTL)
+	a := s.raw(t, u, "a", ttl)
 	if err := a.CreateGroup(ctx, "g"); err != nil {
 		t.Fatalf("create: %v", err)
 	}

@@ -28,7 +28,7 @@ func open(t *testing.T, url, member string) *servicegroup.ServiceGroup {
 	t.Helper()
 	sg, err := servicegroup.Open(context.Background(), servicegroup.Config{
 		URL: url, Member: member,
-		HeartbeatInterval: 50 * time.Millisecond, MemberTTL: 300 * time.Millisecond,
+		HeartbeatInterval: 100 * time.Millisecond, MemberTTL: 3 * time.Second, // no test here waits for an expiry
 		WatchInterval: 10 * time.Millisecond,
 	})
 	if err != nil {

@@ -97,7 +97,7 @@ func TestMemberBetweenWatchAndRead(t *testing.T) {
 		}
 	}
 	a, err := servicegroup.OpenDriver(context.Background(), servicegroup.Config{
-		URL: u, Member: "a", HeartbeatInterval: 50 * time.Millisecond, MemberTTL: 300 * time.Millisecond,
+		URL: u, Member: "a", HeartbeatInterval: 100 * time.Millisecond, MemberTTL: 3 * time.Second, // no test here waits for an expiry
 		WatchInterval: 10 * time.Millisecond,
 	}, "memory", func(ctx context.Context, o driver.Options) (driver.Driver, error) {
 		d, err := memory.Open(ctx, o)
