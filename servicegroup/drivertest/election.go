@@ -68,7 +68,8 @@ func elected(t *testing.T, timeout time.Duration, cs ...*campaign) *campaign {
 		}
 		switch {
 		case len(won) > 1:
-			t.Fatalf("%q and %q both elected", won[0].member, won[1].member)
+			t.Fatalf("%q (lost since: %v) and %q (lost since: %v) both elected", won[0].member, closed(won[0].lead.Lost()),
+				won[1].member, closed(won[1].lead.Lost()))
 		case len(won) == 1:
 			if len(cs) > 1 {
 				// Give a second winner a moment to show itself.
