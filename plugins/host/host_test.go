@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -266,6 +267,33 @@ func TestMemberVisibleAcrossProcesses(t *testing.T) {
 	}
 	if got := memberIDs(t, observer, "g"); got != "" {
 		t.Fatalf("members %q after Close, want none", got)
+	}
+}
+
+// One member's record is one call through the plugin (driver.MemberGetter),
+// with the backend's errors.
+func TestMemberGetter(t *testing.T) {
+	ctx := context.Background()
+	plug := openPlugin(t, host.Config{}, opts(t.TempDir(), "agent", time.Minute))
+	if err := plug.CreateGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plug.Join(ctx, "g", capsA); err != nil {
+		t.Fatal(err)
+	}
+	mg, ok := plug.(driver.MemberGetter)
+	if !ok {
+		t.Fatal("a plugin session is not a driver.MemberGetter")
+	}
+	m, err := mg.Member(ctx, "g", "agent")
+	if err != nil || m.ID != "agent" || !bytes.Equal(m.Capabilities, capsA) || m.UpdatedAt.IsZero() {
+		t.Fatalf("Member: %+v, %v; want agent with its capabilities and a time", m, err)
+	}
+	if _, err := mg.Member(ctx, "g", "nobody"); !errors.Is(err, driver.ErrNotMember) {
+		t.Errorf("Member of a non-member: %v; want ErrNotMember", err)
+	}
+	if _, err := mg.Member(ctx, "nogroup", "agent"); !errors.Is(err, driver.ErrGroupNotFound) {
+		t.Errorf("Member in a missing group: %v; want ErrGroupNotFound", err)
 	}
 }
 

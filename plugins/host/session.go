@@ -459,6 +459,33 @@ func (s *session) Members(ctx context.Context, group string) ([]driver.Member, e
 	return members, nil
 }
 
+// Member reads one member's record through the plugin when its driver is
+// a driver.MemberGetter, and otherwise finds it in the group's listing, as
+// the core would: either way the core's IsUp is one call.
+func (s *session) Member(ctx context.Context, group, member string) (driver.Member, error) {
+	if !s.features.GetMemberGetter() {
+		ms, err := s.Members(ctx, group)
+		if err != nil {
+			return driver.Member{}, err
+		}
+		for _, m := range ms {
+			if m.ID == member {
+				return m, nil
+			}
+		}
+		return driver.Member{}, s.opErr("member", group+"/"+member, driver.ErrNotMember)
+	}
+	resp, err := s.hot(ctx, "member", group+"/"+member, &proto.CallRequest{Call: &proto.CallRequest_Member{
+		Member: &proto.MemberRequest{Group: group, Member: member}}})
+	if err != nil {
+		return driver.Member{}, err
+	}
+	if resp.GetMember() == nil {
+		return driver.Member{}, s.opErr("member", group+"/"+member, errNoResult)
+	}
+	return resp.GetMember().Driver(), nil
+}
+
 func (s *session) SetCapabilities(ctx context.Context, group string, caps []byte) error {
 	if err := s.ended(); err != nil {
 		return s.opErr("set capabilities", group, err)

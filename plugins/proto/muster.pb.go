@@ -211,7 +211,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{17, 0}
+	return file_muster_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type Empty struct {
@@ -261,6 +261,7 @@ type CallRequest struct {
 	//	*CallRequest_LockHolder
 	//	*CallRequest_TryLock
 	//	*CallRequest_Unlock
+	//	*CallRequest_Member
 	Call          isCallRequest_Call `protobuf_oneof:"call"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -355,6 +356,15 @@ func (x *CallRequest) GetUnlock() *UnlockRequest {
 	return nil
 }
 
+func (x *CallRequest) GetMember() *MemberRequest {
+	if x != nil {
+		if x, ok := x.Call.(*CallRequest_Member); ok {
+			return x.Member
+		}
+	}
+	return nil
+}
+
 type isCallRequest_Call interface {
 	isCallRequest_Call()
 }
@@ -379,6 +389,10 @@ type CallRequest_Unlock struct {
 	Unlock *UnlockRequest `protobuf:"bytes,6,opt,name=unlock,proto3,oneof"`
 }
 
+type CallRequest_Member struct {
+	Member *MemberRequest `protobuf:"bytes,7,opt,name=member,proto3,oneof"`
+}
+
 func (*CallRequest_Heartbeat) isCallRequest_Call() {}
 
 func (*CallRequest_Members) isCallRequest_Call() {}
@@ -388,6 +402,8 @@ func (*CallRequest_LockHolder) isCallRequest_Call() {}
 func (*CallRequest_TryLock) isCallRequest_Call() {}
 
 func (*CallRequest_Unlock) isCallRequest_Call() {}
+
+func (*CallRequest_Member) isCallRequest_Call() {}
 
 type CallResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -399,6 +415,7 @@ type CallResponse struct {
 	//	*CallResponse_Members
 	//	*CallResponse_LockHolder
 	//	*CallResponse_Token
+	//	*CallResponse_Member
 	Result        isCallResponse_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -484,6 +501,15 @@ func (x *CallResponse) GetToken() *TokenResponse {
 	return nil
 }
 
+func (x *CallResponse) GetMember() *Member {
+	if x != nil {
+		if x, ok := x.Result.(*CallResponse_Member); ok {
+			return x.Member
+		}
+	}
+	return nil
+}
+
 type isCallResponse_Result interface {
 	isCallResponse_Result()
 }
@@ -504,6 +530,10 @@ type CallResponse_Token struct {
 	Token *TokenResponse `protobuf:"bytes,5,opt,name=token,proto3,oneof"`
 }
 
+type CallResponse_Member struct {
+	Member *Member `protobuf:"bytes,6,opt,name=member,proto3,oneof"`
+}
+
 func (*CallResponse_Empty) isCallResponse_Result() {}
 
 func (*CallResponse_Members) isCallResponse_Result() {}
@@ -511,6 +541,8 @@ func (*CallResponse_Members) isCallResponse_Result() {}
 func (*CallResponse_LockHolder) isCallResponse_Result() {}
 
 func (*CallResponse_Token) isCallResponse_Result() {}
+
+func (*CallResponse_Member) isCallResponse_Result() {}
 
 type OpenRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -645,6 +677,7 @@ type FeaturesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Watcher       bool                   `protobuf:"varint,1,opt,name=watcher,proto3" json:"watcher,omitempty"`
 	LockWaiter    bool                   `protobuf:"varint,2,opt,name=lock_waiter,json=lockWaiter,proto3" json:"lock_waiter,omitempty"`
+	MemberGetter  bool                   `protobuf:"varint,3,opt,name=member_getter,json=memberGetter,proto3" json:"member_getter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -689,6 +722,13 @@ func (x *FeaturesResponse) GetWatcher() bool {
 func (x *FeaturesResponse) GetLockWaiter() bool {
 	if x != nil {
 		return x.LockWaiter
+	}
+	return false
+}
+
+func (x *FeaturesResponse) GetMemberGetter() bool {
+	if x != nil {
+		return x.MemberGetter
 	}
 	return false
 }
@@ -1015,6 +1055,59 @@ func (x *Member) GetForcedDown() bool {
 	return false
 }
 
+// One member of a group (driver.MemberGetter).
+type MemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Member        string                 `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRequest) Reset() {
+	*x = MemberRequest{}
+	mi := &file_muster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRequest) ProtoMessage() {}
+
+func (x *MemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_muster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRequest.ProtoReflect.Descriptor instead.
+func (*MemberRequest) Descriptor() ([]byte, []int) {
+	return file_muster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MemberRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *MemberRequest) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
 type MembersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
@@ -1024,7 +1117,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_muster_proto_msgTypes[12]
+	mi := &file_muster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1129,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[12]
+	mi := &file_muster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1142,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{12}
+	return file_muster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -1068,7 +1161,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_muster_proto_msgTypes[13]
+	mi := &file_muster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1173,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[13]
+	mi := &file_muster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1186,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{13}
+	return file_muster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LockRequest) GetName() string {
@@ -1113,7 +1206,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_muster_proto_msgTypes[14]
+	mi := &file_muster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1218,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[14]
+	mi := &file_muster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1231,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{14}
+	return file_muster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnlockRequest) GetName() string {
@@ -1164,7 +1257,7 @@ type TokenResponse struct {
 
 func (x *TokenResponse) Reset() {
 	*x = TokenResponse{}
-	mi := &file_muster_proto_msgTypes[15]
+	mi := &file_muster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1269,7 @@ func (x *TokenResponse) String() string {
 func (*TokenResponse) ProtoMessage() {}
 
 func (x *TokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[15]
+	mi := &file_muster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1282,7 @@ func (x *TokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenResponse.ProtoReflect.Descriptor instead.
 func (*TokenResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{15}
+	return file_muster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TokenResponse) GetToken() uint64 {
@@ -1210,7 +1303,7 @@ type LockHolderResponse struct {
 
 func (x *LockHolderResponse) Reset() {
 	*x = LockHolderResponse{}
-	mi := &file_muster_proto_msgTypes[16]
+	mi := &file_muster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1315,7 @@ func (x *LockHolderResponse) String() string {
 func (*LockHolderResponse) ProtoMessage() {}
 
 func (x *LockHolderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[16]
+	mi := &file_muster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1328,7 @@ func (x *LockHolderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockHolderResponse.ProtoReflect.Descriptor instead.
 func (*LockHolderResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{16}
+	return file_muster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LockHolderResponse) GetMember() string {
@@ -1270,7 +1363,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_muster_proto_msgTypes[17]
+	mi := &file_muster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1375,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[17]
+	mi := &file_muster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1388,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{17}
+	return file_muster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -1338,7 +1431,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_muster_proto_msgTypes[18]
+	mi := &file_muster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1443,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[18]
+	mi := &file_muster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1456,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{18}
+	return file_muster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Error) GetKind() ErrorKind {
@@ -1407,7 +1500,7 @@ type OpError struct {
 
 func (x *OpError) Reset() {
 	*x = OpError{}
-	mi := &file_muster_proto_msgTypes[19]
+	mi := &file_muster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1512,7 @@ func (x *OpError) String() string {
 func (*OpError) ProtoMessage() {}
 
 func (x *OpError) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[19]
+	mi := &file_muster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1525,7 @@ func (x *OpError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpError.ProtoReflect.Descriptor instead.
 func (*OpError) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{19}
+	return file_muster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OpError) GetBackend() string {
@@ -1468,7 +1561,7 @@ var File_muster_proto protoreflect.FileDescriptor
 const file_muster_proto_rawDesc = "" +
 	"\n" +
 	"\fmuster.proto\x12\x10muster.plugin.v1\"\a\n" +
-	"\x05Empty\"\xe2\x02\n" +
+	"\x05Empty\"\x9d\x03\n" +
 	"\vCallRequest\x12\x1d\n" +
 	"\n" +
 	"timeout_ns\x18\x01 \x01(\x03R\ttimeoutNs\x127\n" +
@@ -1477,15 +1570,17 @@ const file_muster_proto_rawDesc = "" +
 	"\vlock_holder\x18\x04 \x01(\v2\x1d.muster.plugin.v1.LockRequestH\x00R\n" +
 	"lockHolder\x12:\n" +
 	"\btry_lock\x18\x05 \x01(\v2\x1d.muster.plugin.v1.LockRequestH\x00R\atryLock\x129\n" +
-	"\x06unlock\x18\x06 \x01(\v2\x1f.muster.plugin.v1.UnlockRequestH\x00R\x06unlockB\x06\n" +
-	"\x04call\"\xb9\x02\n" +
+	"\x06unlock\x18\x06 \x01(\v2\x1f.muster.plugin.v1.UnlockRequestH\x00R\x06unlock\x129\n" +
+	"\x06member\x18\a \x01(\v2\x1f.muster.plugin.v1.MemberRequestH\x00R\x06memberB\x06\n" +
+	"\x04call\"\xed\x02\n" +
 	"\fCallResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.muster.plugin.v1.ErrorR\x05error\x12/\n" +
 	"\x05empty\x18\x02 \x01(\v2\x17.muster.plugin.v1.EmptyH\x00R\x05empty\x12=\n" +
 	"\amembers\x18\x03 \x01(\v2!.muster.plugin.v1.MembersResponseH\x00R\amembers\x12G\n" +
 	"\vlock_holder\x18\x04 \x01(\v2$.muster.plugin.v1.LockHolderResponseH\x00R\n" +
 	"lockHolder\x127\n" +
-	"\x05token\x18\x05 \x01(\v2\x1f.muster.plugin.v1.TokenResponseH\x00R\x05tokenB\b\n" +
+	"\x05token\x18\x05 \x01(\v2\x1f.muster.plugin.v1.TokenResponseH\x00R\x05token\x122\n" +
+	"\x06member\x18\x06 \x01(\v2\x18.muster.plugin.v1.MemberH\x00R\x06memberB\b\n" +
 	"\x06result\"\x9e\x01\n" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
@@ -1496,11 +1591,12 @@ const file_muster_proto_rawDesc = "" +
 	"\fOpenResponse\x12>\n" +
 	"\bfeatures\x18\x01 \x01(\v2\".muster.plugin.v1.FeaturesResponseR\bfeatures\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"M\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"r\n" +
 	"\x10FeaturesResponse\x12\x18\n" +
 	"\awatcher\x18\x01 \x01(\bR\awatcher\x12\x1f\n" +
 	"\vlock_waiter\x18\x02 \x01(\bR\n" +
-	"lockWaiter\"\x95\x01\n" +
+	"lockWaiter\x12#\n" +
+	"\rmember_getter\x18\x03 \x01(\bR\fmemberGetter\"\x95\x01\n" +
 	"\fSessionEvent\x127\n" +
 	"\x04type\x18\x01 \x01(\x0e2#.muster.plugin.v1.SessionEvent.TypeR\x04type\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"4\n" +
@@ -1523,7 +1619,10 @@ const file_muster_proto_rawDesc = "" +
 	"\fcapabilities\x18\x02 \x01(\fR\fcapabilities\x121\n" +
 	"\x15updated_at_unix_nanos\x18\x03 \x01(\x03R\x12updatedAtUnixNanos\x12\x1f\n" +
 	"\vforced_down\x18\x04 \x01(\bR\n" +
-	"forcedDown\"E\n" +
+	"forcedDown\"=\n" +
+	"\rMemberRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\"E\n" +
 	"\x0fMembersResponse\x122\n" +
 	"\amembers\x18\x01 \x03(\v2\x18.muster.plugin.v1.MemberR\amembers\"!\n" +
 	"\vLockRequest\x12\x12\n" +
@@ -1574,7 +1673,7 @@ const file_muster_proto_rawDesc = "" +
 	"\x17ERROR_KIND_INVALID_NAME\x10\r\x12\x1a\n" +
 	"\x16ERROR_KIND_UNAVAILABLE\x10\x0e\x12\x17\n" +
 	"\x13ERROR_KIND_CANCELED\x10\x0f\x12 \n" +
-	"\x1cERROR_KIND_DEADLINE_EXCEEDED\x10\x102\xa9\v\n" +
+	"\x1cERROR_KIND_DEADLINE_EXCEEDED\x10\x102\xf1\v\n" +
 	"\x06Driver\x12E\n" +
 	"\x04Open\x12\x1d.muster.plugin.v1.OpenRequest\x1a\x1e.muster.plugin.v1.OpenResponse\x12G\n" +
 	"\bFeatures\x12\x17.muster.plugin.v1.Empty\x1a\".muster.plugin.v1.FeaturesResponse\x12C\n" +
@@ -1596,7 +1695,8 @@ const file_muster_proto_rawDesc = "" +
 	"\tBreakLock\x12\x1d.muster.plugin.v1.LockRequest\x1a\x17.muster.plugin.v1.Empty\x12I\n" +
 	"\x04Call\x12\x1d.muster.plugin.v1.CallRequest\x1a\x1e.muster.plugin.v1.CallResponse(\x010\x01\x12G\n" +
 	"\x05Watch\x12\x1e.muster.plugin.v1.GroupRequest\x1a\x1c.muster.plugin.v1.WatchEvent0\x01\x12F\n" +
-	"\x04Lock\x12\x1d.muster.plugin.v1.LockRequest\x1a\x1f.muster.plugin.v1.TokenResponseB*Z(github.com/musterhq/muster/plugins/protob\x06proto3"
+	"\x04Lock\x12\x1d.muster.plugin.v1.LockRequest\x1a\x1f.muster.plugin.v1.TokenResponse\x12F\n" +
+	"\tGetMember\x12\x1f.muster.plugin.v1.MemberRequest\x1a\x18.muster.plugin.v1.MemberB*Z(github.com/musterhq/muster/plugins/protob\x06proto3"
 
 var (
 	file_muster_proto_rawDescOnce sync.Once
@@ -1611,7 +1711,7 @@ func file_muster_proto_rawDescGZIP() []byte {
 }
 
 var file_muster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_muster_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_muster_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_muster_proto_goTypes = []any{
 	(ErrorKind)(0),              // 0: muster.plugin.v1.ErrorKind
 	(SessionEvent_Type)(0),      // 1: muster.plugin.v1.SessionEvent.Type
@@ -1628,78 +1728,83 @@ var file_muster_proto_goTypes = []any{
 	(*CapabilitiesRequest)(nil), // 12: muster.plugin.v1.CapabilitiesRequest
 	(*ForcedDownRequest)(nil),   // 13: muster.plugin.v1.ForcedDownRequest
 	(*Member)(nil),              // 14: muster.plugin.v1.Member
-	(*MembersResponse)(nil),     // 15: muster.plugin.v1.MembersResponse
-	(*LockRequest)(nil),         // 16: muster.plugin.v1.LockRequest
-	(*UnlockRequest)(nil),       // 17: muster.plugin.v1.UnlockRequest
-	(*TokenResponse)(nil),       // 18: muster.plugin.v1.TokenResponse
-	(*LockHolderResponse)(nil),  // 19: muster.plugin.v1.LockHolderResponse
-	(*WatchEvent)(nil),          // 20: muster.plugin.v1.WatchEvent
-	(*Error)(nil),               // 21: muster.plugin.v1.Error
-	(*OpError)(nil),             // 22: muster.plugin.v1.OpError
+	(*MemberRequest)(nil),       // 15: muster.plugin.v1.MemberRequest
+	(*MembersResponse)(nil),     // 16: muster.plugin.v1.MembersResponse
+	(*LockRequest)(nil),         // 17: muster.plugin.v1.LockRequest
+	(*UnlockRequest)(nil),       // 18: muster.plugin.v1.UnlockRequest
+	(*TokenResponse)(nil),       // 19: muster.plugin.v1.TokenResponse
+	(*LockHolderResponse)(nil),  // 20: muster.plugin.v1.LockHolderResponse
+	(*WatchEvent)(nil),          // 21: muster.plugin.v1.WatchEvent
+	(*Error)(nil),               // 22: muster.plugin.v1.Error
+	(*OpError)(nil),             // 23: muster.plugin.v1.OpError
 }
 var file_muster_proto_depIdxs = []int32{
 	3,  // 0: muster.plugin.v1.CallRequest.heartbeat:type_name -> muster.plugin.v1.Empty
 	10, // 1: muster.plugin.v1.CallRequest.members:type_name -> muster.plugin.v1.GroupRequest
-	16, // 2: muster.plugin.v1.CallRequest.lock_holder:type_name -> muster.plugin.v1.LockRequest
-	16, // 3: muster.plugin.v1.CallRequest.try_lock:type_name -> muster.plugin.v1.LockRequest
-	17, // 4: muster.plugin.v1.CallRequest.unlock:type_name -> muster.plugin.v1.UnlockRequest
-	21, // 5: muster.plugin.v1.CallResponse.error:type_name -> muster.plugin.v1.Error
-	3,  // 6: muster.plugin.v1.CallResponse.empty:type_name -> muster.plugin.v1.Empty
-	15, // 7: muster.plugin.v1.CallResponse.members:type_name -> muster.plugin.v1.MembersResponse
-	19, // 8: muster.plugin.v1.CallResponse.lock_holder:type_name -> muster.plugin.v1.LockHolderResponse
-	18, // 9: muster.plugin.v1.CallResponse.token:type_name -> muster.plugin.v1.TokenResponse
-	8,  // 10: muster.plugin.v1.OpenResponse.features:type_name -> muster.plugin.v1.FeaturesResponse
-	1,  // 11: muster.plugin.v1.SessionEvent.type:type_name -> muster.plugin.v1.SessionEvent.Type
-	14, // 12: muster.plugin.v1.MembersResponse.members:type_name -> muster.plugin.v1.Member
-	2,  // 13: muster.plugin.v1.WatchEvent.type:type_name -> muster.plugin.v1.WatchEvent.Type
-	0,  // 14: muster.plugin.v1.Error.kind:type_name -> muster.plugin.v1.ErrorKind
-	0,  // 15: muster.plugin.v1.Error.kinds:type_name -> muster.plugin.v1.ErrorKind
-	22, // 16: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
-	6,  // 17: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
-	3,  // 18: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
-	3,  // 19: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
-	3,  // 20: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
-	3,  // 21: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
-	10, // 22: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
-	10, // 23: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
-	3,  // 24: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
-	12, // 25: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
-	10, // 26: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
-	10, // 27: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
-	12, // 28: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
-	13, // 29: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
-	16, // 30: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
-	17, // 31: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
-	16, // 32: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
-	16, // 33: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
-	4,  // 34: muster.plugin.v1.Driver.Call:input_type -> muster.plugin.v1.CallRequest
-	10, // 35: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
-	16, // 36: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
-	7,  // 37: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
-	8,  // 38: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
-	9,  // 39: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
-	3,  // 40: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
-	3,  // 41: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
-	3,  // 42: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
-	3,  // 43: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
-	11, // 44: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
-	3,  // 45: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
-	3,  // 46: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
-	15, // 47: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
-	3,  // 48: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
-	3,  // 49: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
-	18, // 50: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
-	3,  // 51: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
-	19, // 52: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
-	3,  // 53: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
-	5,  // 54: muster.plugin.v1.Driver.Call:output_type -> muster.plugin.v1.CallResponse
-	20, // 55: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
-	18, // 56: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
-	37, // [37:57] is the sub-list for method output_type
-	17, // [17:37] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 2: muster.plugin.v1.CallRequest.lock_holder:type_name -> muster.plugin.v1.LockRequest
+	17, // 3: muster.plugin.v1.CallRequest.try_lock:type_name -> muster.plugin.v1.LockRequest
+	18, // 4: muster.plugin.v1.CallRequest.unlock:type_name -> muster.plugin.v1.UnlockRequest
+	15, // 5: muster.plugin.v1.CallRequest.member:type_name -> muster.plugin.v1.MemberRequest
+	22, // 6: muster.plugin.v1.CallResponse.error:type_name -> muster.plugin.v1.Error
+	3,  // 7: muster.plugin.v1.CallResponse.empty:type_name -> muster.plugin.v1.Empty
+	16, // 8: muster.plugin.v1.CallResponse.members:type_name -> muster.plugin.v1.MembersResponse
+	20, // 9: muster.plugin.v1.CallResponse.lock_holder:type_name -> muster.plugin.v1.LockHolderResponse
+	19, // 10: muster.plugin.v1.CallResponse.token:type_name -> muster.plugin.v1.TokenResponse
+	14, // 11: muster.plugin.v1.CallResponse.member:type_name -> muster.plugin.v1.Member
+	8,  // 12: muster.plugin.v1.OpenResponse.features:type_name -> muster.plugin.v1.FeaturesResponse
+	1,  // 13: muster.plugin.v1.SessionEvent.type:type_name -> muster.plugin.v1.SessionEvent.Type
+	14, // 14: muster.plugin.v1.MembersResponse.members:type_name -> muster.plugin.v1.Member
+	2,  // 15: muster.plugin.v1.WatchEvent.type:type_name -> muster.plugin.v1.WatchEvent.Type
+	0,  // 16: muster.plugin.v1.Error.kind:type_name -> muster.plugin.v1.ErrorKind
+	0,  // 17: muster.plugin.v1.Error.kinds:type_name -> muster.plugin.v1.ErrorKind
+	23, // 18: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
+	6,  // 19: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
+	3,  // 20: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
+	3,  // 21: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
+	3,  // 22: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
+	3,  // 23: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
+	10, // 24: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
+	10, // 25: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
+	3,  // 26: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
+	12, // 27: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
+	10, // 28: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
+	10, // 29: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
+	12, // 30: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
+	13, // 31: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
+	17, // 32: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
+	18, // 33: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
+	17, // 34: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
+	17, // 35: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
+	4,  // 36: muster.plugin.v1.Driver.Call:input_type -> muster.plugin.v1.CallRequest
+	10, // 37: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
+	17, // 38: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
+	15, // 39: muster.plugin.v1.Driver.GetMember:input_type -> muster.plugin.v1.MemberRequest
+	7,  // 40: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
+	8,  // 41: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
+	9,  // 42: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
+	3,  // 43: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
+	3,  // 44: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
+	3,  // 45: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
+	3,  // 46: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
+	11, // 47: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
+	3,  // 48: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
+	3,  // 49: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
+	16, // 50: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
+	3,  // 51: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
+	3,  // 52: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
+	19, // 53: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
+	3,  // 54: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
+	20, // 55: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
+	3,  // 56: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
+	5,  // 57: muster.plugin.v1.Driver.Call:output_type -> muster.plugin.v1.CallResponse
+	21, // 58: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
+	19, // 59: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
+	14, // 60: muster.plugin.v1.Driver.GetMember:output_type -> muster.plugin.v1.Member
+	40, // [40:61] is the sub-list for method output_type
+	19, // [19:40] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_muster_proto_init() }
@@ -1713,12 +1818,14 @@ func file_muster_proto_init() {
 		(*CallRequest_LockHolder)(nil),
 		(*CallRequest_TryLock)(nil),
 		(*CallRequest_Unlock)(nil),
+		(*CallRequest_Member)(nil),
 	}
 	file_muster_proto_msgTypes[2].OneofWrappers = []any{
 		(*CallResponse_Empty)(nil),
 		(*CallResponse_Members)(nil),
 		(*CallResponse_LockHolder)(nil),
 		(*CallResponse_Token)(nil),
+		(*CallResponse_Member)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1726,7 +1833,7 @@ func file_muster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_muster_proto_rawDesc), len(file_muster_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,7 @@ const (
 	Driver_Call_FullMethodName            = "/muster.plugin.v1.Driver/Call"
 	Driver_Watch_FullMethodName           = "/muster.plugin.v1.Driver/Watch"
 	Driver_Lock_FullMethodName            = "/muster.plugin.v1.Driver/Lock"
+	Driver_GetMember_FullMethodName       = "/muster.plugin.v1.Driver/GetMember"
 )
 
 // DriverClient is the client API for Driver service.
@@ -79,6 +80,7 @@ type DriverClient interface {
 	// fail with ERROR_KIND_NOT_SUPPORTED.
 	Watch(ctx context.Context, in *GroupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
 	Lock(ctx context.Context, in *LockRequest, opts ...grpc.CallOption) (*TokenResponse, error)
+	GetMember(ctx context.Context, in *MemberRequest, opts ...grpc.CallOption) (*Member, error)
 }
 
 type driverClient struct {
@@ -310,6 +312,16 @@ func (c *driverClient) Lock(ctx context.Context, in *LockRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *driverClient) GetMember(ctx context.Context, in *MemberRequest, opts ...grpc.CallOption) (*Member, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Member)
+	err := c.cc.Invoke(ctx, Driver_GetMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -344,6 +356,7 @@ type DriverServer interface {
 	// fail with ERROR_KIND_NOT_SUPPORTED.
 	Watch(*GroupRequest, grpc.ServerStreamingServer[WatchEvent]) error
 	Lock(context.Context, *LockRequest) (*TokenResponse, error)
+	GetMember(context.Context, *MemberRequest) (*Member, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -413,6 +426,9 @@ func (UnimplementedDriverServer) Watch(*GroupRequest, grpc.ServerStreamingServer
 }
 func (UnimplementedDriverServer) Lock(context.Context, *LockRequest) (*TokenResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Lock not implemented")
+}
+func (UnimplementedDriverServer) GetMember(context.Context, *MemberRequest) (*Member, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetMember not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -770,6 +786,24 @@ func _Driver_Lock_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_GetMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).GetMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_GetMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).GetMember(ctx, req.(*MemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -844,6 +878,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Lock",
 			Handler:    _Driver_Lock_Handler,
+		},
+		{
+			MethodName: "GetMember",
+			Handler:    _Driver_GetMember_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

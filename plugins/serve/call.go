@@ -42,6 +42,10 @@ func (s *server) call(ctx context.Context, req *proto.CallRequest) *proto.CallRe
 		var r *proto.MembersResponse
 		r, err = s.Members(ctx, c.Members)
 		resp.Result = &proto.CallResponse_Members{Members: r}
+	case *proto.CallRequest_Member:
+		var r *proto.Member
+		r, err = s.GetMember(ctx, c.Member)
+		resp.Result = &proto.CallResponse_Member{Member: r}
 	case *proto.CallRequest_LockHolder:
 		var r *proto.LockHolderResponse
 		r, err = s.LockHolder(ctx, c.LockHolder)

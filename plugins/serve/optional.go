@@ -65,3 +65,20 @@ func (s *server) Lock(ctx context.Context, req *proto.LockRequest) (*proto.Token
 	}
 	return &proto.TokenResponse{Token: uint64(tok)}, nil
 }
+
+// GetMember reads one member's record (driver.MemberGetter).
+func (s *server) GetMember(ctx context.Context, req *proto.MemberRequest) (*proto.Member, error) {
+	drv, err := s.session()
+	if err != nil {
+		return nil, s.status(err)
+	}
+	mg, ok := drv.(driver.MemberGetter)
+	if !ok {
+		return nil, notSupported("member")
+	}
+	m, err := mg.Member(ctx, req.GetGroup(), req.GetMember())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return proto.FromMember(m), nil
+}

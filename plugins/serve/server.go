@@ -98,7 +98,8 @@ func (s *server) Open(ctx context.Context, req *proto.OpenRequest) (*proto.OpenR
 func featuresOf(d driver.Driver) *proto.FeaturesResponse {
 	_, w := d.(driver.Watcher)
 	_, l := d.(driver.LockWaiter)
-	return &proto.FeaturesResponse{Watcher: w, LockWaiter: l}
+	_, m := d.(driver.MemberGetter)
+	return &proto.FeaturesResponse{Watcher: w, LockWaiter: l, MemberGetter: m}
 }
 
 // watch ends the session when the backend does, or when the host has not
