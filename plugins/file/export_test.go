@@ -1,5 +1,7 @@
 package file
 
+import "time"
+
 // SetSyncLocks turns the fsync of lock records on or off, for the
 // benchmark that measures it; it returns the previous setting.
 func SetSyncLocks(on bool) (was bool) {
@@ -9,3 +11,12 @@ func SetSyncLocks(on bool) (was bool) {
 
 // ParseURL is the URL check Open runs before it touches anything.
 func ParseURL(raw string) (string, error) { return parseURL(raw) }
+
+// StepClocks shifts the boot clock (liveness) and the wall clock
+// (UpdatedAt) this package reads, as a long wait or a clock step would;
+// the returned func undoes it.
+func StepClocks(boot, wall time.Duration) (undo func()) {
+	bootStep.Add(int64(boot))
+	wallStep.Add(int64(wall))
+	return func() { bootStep.Add(-int64(boot)); wallStep.Add(-int64(wall)) }
+}

@@ -339,7 +339,7 @@ func (s *session) scanGroup(j *judge, group string) (live []driver.Member, dead 
 			dead = append(dead, e.Name())
 			continue
 		}
-		live = append(live, driver.Member{ID: e.Name(), Capabilities: rec.caps, UpdatedAt: renewed})
+		live = append(live, driver.Member{ID: e.Name(), Capabilities: rec.caps, UpdatedAt: renewed.renewed})
 	}
 	return live, dead, nil
 }
@@ -418,7 +418,7 @@ func (s *session) Member(ctx context.Context, group, member string) (m driver.Me
 		if err != nil {
 			return err
 		}
-		m = driver.Member{ID: member, Capabilities: rec.caps, UpdatedAt: renewed}
+		m = driver.Member{ID: member, Capabilities: rec.caps, UpdatedAt: renewed.renewed}
 		fi, err := os.Stat(s.path(marksDir, group, member))
 		m.ForcedDown = err == nil && fi.Mode().IsRegular()
 		return nil

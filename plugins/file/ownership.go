@@ -67,6 +67,8 @@ func adopt(dir string) error {
 			return err
 		case b != nil && string(b) == formatLine:
 			return nil
+		case b != nil && string(b) == formatV1:
+			return upgradeV1(dir, marker)
 		case b != nil || err != nil:
 			return fmt.Errorf("%w: %s: %s holds %q; this muster understands %q", errForeignDir, dir, formatFile, b, formatLine)
 		}
@@ -100,6 +102,31 @@ func adopt(dir string) error {
 		}
 	}
 	return fmt.Errorf("%s: could not read or write %s", dir, formatFile)
+}
+
+// upgradeV1 moves a directory of format 1 (liveness by file mtimes) to
+// this format, once it holds no session file: the two cannot judge each
+// other's sessions.
+func upgradeV1(dir, marker string) error {
+	entries, err := os.ReadDir(filepath.Join(dir, sessionsDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		if isSessionID(e.Name()) {
+			return fmt.Errorf("%w: %s is in use by an older muster (%s says %q, and %s holds its sessions): stop those processes (or remove %s/* if they are gone), then retry",
+				errForeignDir, dir, formatFile, strings.TrimSpace(formatV1), sessionsDir, filepath.Join(dir, sessionsDir))
+		}
+	}
+	tmp := filepath.Join(dir, markerPrefix+"format-"+randomHex(8))
+	if err := os.WriteFile(tmp, []byte(formatLine), filePerm); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, marker); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
 }
 
 // isTempName says whether name is one writeFile gives its temporary files

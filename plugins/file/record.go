@@ -61,12 +61,17 @@ func parseTTL(s string) (time.Duration, error) {
 	return time.Duration(n), nil
 }
 
-// sessionRecord is the content of sessions/<id>; its mtime is the renewal.
+// sessionRecord is the content of sessions/<id>: who, on which host and
+// boot, then as payload its last renewal (see renewal), which Heartbeat
+// rewrites in place.
 type sessionRecord struct {
 	member   string
 	instance string
 	ttl      time.Duration
 	pid      int
+	host     string // host name
+	boot     string // boot id
+	renewal  []byte
 }
 
 func (r sessionRecord) encode() []byte {
@@ -75,11 +80,13 @@ func (r sessionRecord) encode() []byte {
 		{"instance", strconv.Quote(r.instance)},
 		{"ttl", strconv.FormatInt(int64(r.ttl), 10)},
 		{"pid", strconv.Itoa(r.pid)},
-	}, nil)
+		{"host", strconv.Quote(r.host)},
+		{"boot", r.boot},
+	}, r.renewal)
 }
 
 func parseSession(b []byte) (sessionRecord, error) {
-	f, _, err := parseRecord("session", b)
+	f, payload, err := parseRecord("session", b)
 	if err != nil {
 		return sessionRecord{}, err
 	}
@@ -93,7 +100,12 @@ func parseSession(b []byte) (sessionRecord, error) {
 	if r.ttl, err = parseTTL(f["ttl"]); err != nil {
 		return r, err
 	}
+	if r.host, err = strconv.Unquote(f["host"]); err != nil {
+		return r, errGarbage
+	}
+	r.boot = f["boot"]
 	r.pid, _ = strconv.Atoi(f["pid"]) // informational only
+	r.renewal = payload
 	return r, nil
 }
 

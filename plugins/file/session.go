@@ -28,6 +28,7 @@ type session struct {
 	member   string
 	instance string
 	ttl      time.Duration
+	host     host // this host and boot, for the session file
 	log      *zap.Logger
 
 	lockf *os.File      // flock(2) target, one descriptor per session
@@ -151,9 +152,11 @@ func (s *session) prepare() error {
 		return err
 	}
 	s.lockf = f
-	if _, err := s.now(); err != nil { // creates the clock file, checks we may touch it
+	h, err := localHost()
+	if err != nil {
 		return err
 	}
+	s.host = h
 	return nil
 }
 
@@ -368,10 +371,12 @@ func (s *session) lose(ctx context.Context) {
 	s.loseLocked()
 }
 
-// Heartbeat renews the session: it stamps the session file with the
-// filesystem's now. It takes no lock (see judge for why readers and
-// Heartbeat agree without one), and never stamps an expired session, which
-// would bring it back to life for a moment.
+// Heartbeat renews the session: it rewrites the boot time in its session
+// file. It takes no lock (see judge for why readers and Heartbeat agree
+// without one): it reads the last renewal, writes the new one in place,
+// then reads the clock again, and if by then the last renewal was a TTL
+// ago, a reader may have found the session expired: the session is lost,
+// whatever it just wrote. A session file that is gone is never recreated.
 func (s *session) Heartbeat(ctx context.Context) error {
 	const op = "heartbeat"
 	end, err := s.begin(ctx, op, s.member, driver.ErrSessionLost)
@@ -380,24 +385,21 @@ func (s *session) Heartbeat(ctx context.Context) error {
 	}
 	defer end()
 	p := s.path(sessionsDir, s.id)
-	j, err := s.judge()
-	if err != nil {
+	rec, last, exists, err := readSession(p)
+	switch {
+	case err != nil && !errors.Is(err, errGarbage):
 		return driver.Errorf(backend, op, s.member, err)
-	}
-	var before, after os.FileInfo
-	if before, err = os.Stat(p); err == nil && j.now.Sub(before.ModTime()) < s.ttl {
-		if err = touch(p); err == nil {
-			after, err = os.Stat(p)
+	case err == nil && exists && rec.boot == s.host.boot && bootNow()-last.at < s.ttl:
+		err = renew(p, renewal{at: bootNow(), wall: wallNow()})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return driver.Errorf(backend, op, s.member, err)
+		}
+		if err == nil && bootNow()-last.at < s.ttl {
+			return nil
 		}
 	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		// Ended by a later session of this instance, or found expired.
-	case err != nil:
-		return driver.Errorf(backend, op, s.member, err)
-	case after != nil && after.ModTime().Sub(before.ModTime()) < s.ttl:
-		return nil
-	}
+	// Gone (ended by a later session of this instance, or swept), or found
+	// expired.
 	s.lose(ctx)
 	return driver.Errorf(backend, op, s.member, driver.ErrSessionLost)
 }
@@ -430,10 +432,10 @@ func (s *session) check() time.Duration {
 		return 0
 	}
 	j, err := s.judge()
-	var renewed time.Time
+	var st sessionStat
 	ok := false
 	if err == nil {
-		renewed, ok, err = j.alive(s.id, s.ttl)
+		st, ok, err = j.alive(s.id, s.ttl)
 	}
 	if err != nil {
 		s.log.Warn("file: checking the session", errField(err))
@@ -444,7 +446,7 @@ func (s *session) check() time.Duration {
 		return 0
 	}
 	// Look again just after it would expire without renewal.
-	return s.ttl - j.now.Sub(renewed) + max(s.ttl/50, time.Millisecond)
+	return s.ttl - (j.now - st.at) + max(s.ttl/50, time.Millisecond)
 }
 
 // Close removes this session's memberships and locks and its session file,

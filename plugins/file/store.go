@@ -23,7 +23,6 @@ import (
 const (
 	formatFile   = "format"
 	lockFile     = "lock"
-	clockFile    = "clock"
 	sessionsDir  = "sessions"
 	groupsDir    = "groups"
 	marksDir     = "marks"
@@ -32,7 +31,10 @@ const (
 	instancesDir = "instances"
 	sweptFile    = "swept"
 
-	formatLine = "muster-file 1\n"
+	formatLine = "muster-file 2\n"
+	// formatV1 judged liveness by file mtimes; adopt upgrades a directory
+	// of that format once no session of it is left.
+	formatV1 = "muster-file 1\n"
 
 	dirPerm  = 0o770 // the umask decides who else may share the directory
 	filePerm = 0o660
@@ -149,89 +151,56 @@ func (s *session) path(parts ...string) string {
 	return filepath.Join(append([]string{s.dir}, parts...)...)
 }
 
-// touch sets path's times to the filesystem's now (UTIME_NOW): the kernel,
-// or the file server, stamps it, not this process.
-func touch(path string) error {
-	ts := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
-	for {
-		err := unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, 0)
-		if err != unix.EINTR {
-			if err != nil {
-				return &fs.PathError{Op: "utimensat", Path: path, Err: err}
-			}
-			return nil
-		}
-	}
-}
-
-// now reads the filesystem's clock: it touches the scratch file and reads
-// its mtime back. Readers take it once per call, before they stat any
-// session file (see judge).
-func (s *session) now() (time.Time, error) {
-	p := s.path(clockFile)
-	err := touch(p)
-	if errors.Is(err, fs.ErrNotExist) { // someone tidied it away
-		var f *os.File
-		if f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE, filePerm); err == nil {
-			_ = f.Close()
-			err = touch(p)
-		}
-	}
-	if err != nil {
-		return time.Time{}, err
-	}
-	fi, err := os.Stat(p)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return fi.ModTime(), nil
-}
-
-// judge decides which sessions are alive, by one reading of the
-// filesystem's clock, caching what it learns for one call.
+// judge decides which sessions are alive, by one reading of the boot
+// clock, caching what it learns for one call.
 //
-// The clock is read before any session file is stat'ed. So if a reader finds
-// a session expired, the session's own Heartbeat, which renews after that
-// stat, finds it expired too (its now is later, its last renewal the same):
-// both sides agree without a lock.
+// The clock is read before any session file is. So if a reader finds a
+// session expired, the session's own Heartbeat, which reads the clock again
+// after its rewrite of the renewal landed (see session.Heartbeat), finds
+// it expired too: its now is later, its last renewal the same. Both sides
+// agree without a lock.
 type judge struct {
 	s     *session
-	now   time.Time
+	now   time.Duration // CLOCK_BOOTTIME
 	stats map[string]sessionStat
 }
 
 type sessionStat struct {
-	renewed time.Time
-	exists  bool
+	renewed time.Time     // the wall clock at the last renewal: UpdatedAt
+	at      time.Duration // the boot clock at the last renewal: liveness
+	exists  bool          // written during this boot, and readable
 }
 
 func (s *session) judge() (*judge, error) {
-	now, err := s.now()
-	if err != nil {
-		return nil, err
-	}
-	return &judge{s: s, now: now}, nil
+	return &judge{s: s, now: bootNow()}, nil
 }
 
 // alive says whether session id, with time to live ttl, is alive, and when
 // it was last renewed.
-func (j *judge) alive(id string, ttl time.Duration) (renewed time.Time, ok bool, err error) {
+func (j *judge) alive(id string, ttl time.Duration) (st sessionStat, ok bool, err error) {
 	st, cached := j.stats[id]
 	if !cached {
-		fi, err := os.Stat(j.s.path(sessionsDir, id))
+		p := j.s.path(sessionsDir, id)
+		rec, r, exists, err := readSession(p)
 		switch {
-		case err == nil:
-			st = sessionStat{renewed: fi.ModTime(), exists: true}
-		case errors.Is(err, fs.ErrNotExist):
-		default:
-			return time.Time{}, false, err
+		case errors.Is(err, errGarbage):
+			// Not a session file this muster can read: dead to it.
+		case err != nil:
+			return sessionStat{}, false, err
+		case exists:
+			thisBoot, err := sameHost(rec, p)
+			if err != nil {
+				return sessionStat{}, false, err
+			}
+			// A renewal from an earlier boot is dead: its process is gone.
+			st = sessionStat{renewed: r.wall, at: r.at, exists: thisBoot}
 		}
 		if j.stats == nil {
 			j.stats = make(map[string]sessionStat)
 		}
 		j.stats[id] = st
 	}
-	return st.renewed, st.exists && j.now.Sub(st.renewed) < ttl, nil
+	return st, st.exists && j.now-st.at < ttl, nil
 }
 
 // writeFile replaces dst with data atomically: a reader sees the old record

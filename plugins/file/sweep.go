@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -33,7 +35,8 @@ func (s *session) start(ctx context.Context) error {
 			return err
 		}
 	}
-	rec := sessionRecord{member: s.member, instance: s.instance, ttl: s.ttl, pid: os.Getpid()}
+	rec := sessionRecord{member: s.member, instance: s.instance, ttl: s.ttl, pid: os.Getpid(),
+		host: s.host.name, boot: s.host.boot, renewal: renewal{at: bootNow(), wall: wallNow()}.encode()}
 	if err := s.writeFile(s.path(sessionsDir, s.id), rec.encode()); err != nil {
 		return err
 	}
@@ -93,16 +96,15 @@ func (s *session) dropInstanceLocked() error {
 // sessions' records as absent anyway, so the sweep is only housekeeping.
 // Caller holds the flock.
 func (s *session) sweepLocked(j *judge) error {
+	// The marker holds the boot time of the last sweep.
 	marker := s.path(sweptFile)
-	if fi, err := os.Stat(marker); err == nil && j.now.Sub(fi.ModTime()) < s.ttl {
-		return nil
-	}
-	if err := touch(marker); err != nil {
-		f, err := os.OpenFile(marker, os.O_WRONLY|os.O_CREATE, filePerm)
-		if err != nil {
-			return err
+	if b, _ := readFile(marker); b != nil {
+		if at, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && at <= int64(j.now) && j.now-time.Duration(at) < s.ttl {
+			return nil
 		}
-		_ = f.Close()
+	}
+	if err := s.writeFile(marker, []byte(strconv.FormatInt(int64(j.now), 10)+"\n")); err != nil {
+		return err
 	}
 	entries, err := os.ReadDir(s.path(sessionsDir))
 	if err != nil {

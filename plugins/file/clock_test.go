@@ -1,0 +1,115 @@
+package file_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/musterhq/muster/plugins/file"
+	"github.com/musterhq/muster/servicegroup/driver"
+)
+
+// Liveness follows the boot clock, which wall-clock steps do not move: a
+// step of an hour either way expires nobody and revives nobody; only the
+// boot clock passing the TTL does (issue 13, item 10).
+func TestWallClockSteps(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, "a", 2*time.Second)
+	obs := open(t, dir, "obs", long)
+	must(t, a.CreateGroup(bg, "g"), "create")
+	must(t, a.Join(bg, "g", nil), "join")
+	for _, step := range []time.Duration{time.Hour, -time.Hour} {
+		undo := file.StepClocks(0, step)
+		must(t, a.Heartbeat(bg), "heartbeat after a wall-clock step of "+step.String())
+		ms, err := obs.Members(bg, "g")
+		if err != nil || len(ms) != 1 || ms[0].ID != "a" {
+			undo()
+			t.Fatalf("after a wall-clock step of %v: members %v, %v; want a", step, ms, err)
+		}
+		if d := time.Until(ms[0].UpdatedAt) - step; d > time.Minute || d < -time.Minute {
+			t.Errorf("UpdatedAt %v after a step of %v: it should follow the wall clock", ms[0].UpdatedAt, step)
+		}
+		undo()
+	}
+	// The boot clock passing the TTL without a renewal ends the session.
+	undo := file.StepClocks(3*time.Second, 0)
+	defer undo()
+	if ms, err := obs.Members(bg, "g"); err != nil || len(ms) != 0 {
+		t.Fatalf("2 s TTL, boot clock 3 s on: members %v, %v; want none", ms, err)
+	}
+	if err := a.Heartbeat(bg); !errors.Is(err, driver.ErrSessionLost) {
+		t.Fatalf("heartbeat past the TTL by the boot clock: %v; want ErrSessionLost", err)
+	}
+}
+
+// editSession rewrites one header line of every session file of member.
+func editSession(t *testing.T, dir, member, field, value string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "sessions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^` + field + ` .*$`)
+	for _, e := range entries {
+		p := filepath.Join(dir, "sessions", e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "member \""+member+"\"") {
+			continue
+		}
+		if err := os.WriteFile(p, re.ReplaceAll(b, []byte(field+" "+value)), 0o660); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A session file from an earlier boot is dead; one from another host is an
+// error naming it, never judged by a clock it cannot compare.
+func TestOtherBootAndHost(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, "a", long)
+	obs := open(t, dir, "obs", long)
+	must(t, a.CreateGroup(bg, "g"), "create")
+	must(t, a.Join(bg, "g", nil), "join")
+	editSession(t, dir, "a", "host", `"elsewhere"`)
+	if _, err := obs.Members(bg, "g"); err == nil || !strings.Contains(err.Error(), `host "elsewhere"`) {
+		t.Fatalf("members with a session of another host: %v; want an error naming it", err)
+	}
+	h, _ := os.Hostname()
+	editSession(t, dir, "a", "host", `"`+h+`"`)
+	editSession(t, dir, "a", "boot", "00000000-0000-0000-0000-000000000000")
+	if ms, err := obs.Members(bg, "g"); err != nil || len(ms) != 0 {
+		t.Fatalf("members with a session of an earlier boot: %v, %v; want none", ms, err)
+	}
+	if err := a.Heartbeat(bg); !errors.Is(err, driver.ErrSessionLost) {
+		t.Fatalf("heartbeat of a session from an earlier boot: %v; want ErrSessionLost", err)
+	}
+}
+
+// A directory of format 1 (liveness by mtimes) is upgraded when none of
+// its sessions is left, and refused, untouched, while one is.
+func TestUpgradeFormat1(t *testing.T) {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "format"), []byte("muster-file 1\n"), 0o660), "marker")
+	must(t, os.Mkdir(filepath.Join(dir, "sessions"), 0o770), "sessions")
+	old := filepath.Join(dir, "sessions", strings.Repeat("ab", 16))
+	must(t, os.WriteFile(old, []byte("muster session 1\nmember \"x\"\n\n"), 0o660), "old session")
+	_, err := file.Open(bg, driver.Options{URL: "file://" + dir, Member: "m", TTL: long})
+	if err == nil || !strings.Contains(err.Error(), "older muster") {
+		t.Fatalf("open with a format-1 session present: %v; want a refusal naming the older muster", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "format")); string(b) != "muster-file 1\n" {
+		t.Fatalf("the refused directory's marker became %q", b)
+	}
+	must(t, os.Remove(old), "remove the old session")
+	open(t, dir, "m", long)
+	if b, _ := os.ReadFile(filepath.Join(dir, "format")); string(b) != "muster-file 2\n" {
+		t.Fatalf("marker after the upgrade %q; want muster-file 2", b)
+	}
+}
