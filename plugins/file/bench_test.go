@@ -166,3 +166,42 @@ func BenchmarkCloseHistoricalLocks(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTakeOverHistoricalLocks takes over the lock of a dead holder
+// (its session file removed, as after a crash and a sweep) in a directory
+// with 100,000 lock names used before: the takeover reaps the dead session.
+func BenchmarkTakeOverHistoricalLocks(b *testing.B) {
+	dir := b.TempDir()
+	taker := open(b, dir, "taker", long)
+	rec := []byte("muster lock 1\ntoken 7\n\n")
+	for i := range 100_000 {
+		if err := os.WriteFile(filepath.Join(dir, "locks", fmt.Sprintf("old-%06d", i)), rec, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		b.StopTimer()
+		d, err := file.Open(bg, driver.Options{URL: dirURL(dir), Member: "dead", TTL: long})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := d.TryLock(bg, "L"); err != nil {
+			b.Fatal(err)
+		}
+		// It dies: its session file goes, its records stay.
+		if err := os.Remove(filepath.Join(dir, "sessions", d.(driver.SessionID).SessionID())); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		tok, err := taker.TryLock(bg, "L")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := taker.Unlock(bg, "L", tok); err != nil {
+			b.Fatal(err)
+		}
+		_ = d.Close(bg)
+		b.StartTimer()
+	}
+}

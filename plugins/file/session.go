@@ -212,25 +212,21 @@ func (s *session) reapLocked(dead map[string]string) error {
 	return nil
 }
 
-// lockNames are the lock records reapLocked must read for dead: only the
-// ones this session holds when dead is this session alone, else all.
+// lockNames are the lock records reapLocked rewrites as free for dead:
+// only this session's own, which it knows, when dead is this session
+// alone. Another session's lock records are left as they are: every reader
+// judges a record by its holder's session, so a dead holder's lock reads as
+// free already, and the next TryLock of that name writes over it. Reaping
+// another session thus reads no lock record at all.
 func (s *session) lockNames(dead map[string]string) ([]string, error) {
-	if _, own := dead[s.id]; own && len(dead) == 1 {
-		s.heldMu.Lock()
-		defer s.heldMu.Unlock()
-		names := make([]string, 0, len(s.held))
-		for n := range s.held {
-			names = append(names, n)
-		}
-		return names, nil
+	if _, own := dead[s.id]; !own || len(dead) != 1 {
+		return nil, nil
 	}
-	entries, err := os.ReadDir(s.path(locksDir))
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	names := make([]string, 0, len(s.held))
+	for n := range s.held {
+		names = append(names, n)
 	}
 	return names, nil
 }
