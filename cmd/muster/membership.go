@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/musterhq/muster/servicegroup"
+	"github.com/musterhq/muster/servicegroup/driver"
 )
 
 func init() {
@@ -140,12 +141,15 @@ func runJoin(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	group, member := args[0], args[1]
+	if err := needMember(member); err != nil {
+		return err
+	}
 	sg, err := e.open(ctx, member)
 	if err != nil {
 		return err
 	}
 	defer sg.Close(context.Background())
-	if err := sg.JoinOrCreate(ctx, group, caps); err != nil {
+	if err := joinWaiting(ctx, e, sg, group, caps); err != nil || ctx.Err() != nil {
 		return err
 	}
 	e.log.Sugar().Infow("joined; heartbeating until SIGINT/SIGTERM", "group", group, "member", member)
@@ -156,6 +160,41 @@ func runJoin(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return sg.Close(leaveCtx)
+}
+
+// needMember refuses an empty or invalid member id given on the command
+// line (the library would otherwise pick one).
+func needMember(member string) error {
+	if err := driver.ValidateName("member", member); err != nil {
+		return fmt.Errorf("MEMBER: %w", err)
+	}
+	return nil
+}
+
+// joinWaiting joins group, waiting while the member id is still taken: a
+// process restarted right after a crash finds its predecessor's session
+// until that session ends (at once where the backend can tell its process
+// is gone, else after its TTL). It returns nil, not joined, if ctx ends.
+func joinWaiting(ctx context.Context, e *env, sg *servicegroup.ServiceGroup, group string, caps map[string]any) error {
+	for logged := false; ; {
+		err := sg.JoinOrCreate(ctx, group, caps)
+		if !errors.Is(err, servicegroup.ErrMemberExists) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if !logged {
+			e.log.Sugar().Warnw("member id still taken by an earlier session (a crashed predecessor?); waiting for it to end",
+				"group", group, "member", sg.Member(), "member_ttl", sg.Config().MemberTTL.String())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(sg.Config().HeartbeatInterval):
+		}
+	}
 }
 
 func runForceDown(ctx context.Context, e *env, args []string) error {

@@ -102,6 +102,9 @@ func runLeader(ctx context.Context, e *env, args []string) error {
 
 func runCampaign(ctx context.Context, e *env, args []string) error {
 	group, member := args[0], args[1]
+	if err := needMember(member); err != nil {
+		return err
+	}
 	sg, err := e.open(ctx, member)
 	if err != nil {
 		return err
@@ -117,8 +120,16 @@ func runCampaign(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "leader %s %s\n", group, member)
 	select {
 	case <-ctx.Done():
-		return lead.Resign(context.Background())
+		// Stopping. If leadership went first (the stop signal reached the
+		// plugin too), there is nothing left to resign: still a clean stop.
+		if err := lead.Resign(context.Background()); err != nil && !errors.Is(err, servicegroup.ErrNotLeader) {
+			return err
+		}
+		return nil
 	case <-lead.Lost():
-		return fmt.Errorf("campaign: leadership of %q lost", group)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("campaign: leadership of %q lost (exit 2; run it again, or under a supervisor, to campaign again)", group)
 	}
 }

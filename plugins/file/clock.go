@@ -139,15 +139,39 @@ func renew(p string, r renewal) error {
 	return err
 }
 
-// sameHost checks a session record was written on this host, and says
-// whether during this boot.
+// sameHost says whether a session record was written during this boot of
+// this host's kernel (the boot id is the kernel's, shared by its containers
+// whatever their host names), and so can be judged by this boot clock. A
+// record of another boot id is dead when it carries this host's name (an
+// earlier boot); with another name too it may be another host sharing the
+// directory over a network filesystem, whose clock cannot be compared: an
+// error naming it.
 func sameHost(rec sessionRecord, p string) (thisBoot bool, err error) {
 	h, err := localHost()
 	if err != nil {
 		return false, err
 	}
-	if rec.host != h.name && rec.host != "" {
-		return false, fmt.Errorf("file: %s was written by host %q, this is %q: the file backend coordinates the processes of one host (its liveness clock is the host's boot clock); use a networked backend across hosts", p, rec.host, h.name)
+	switch {
+	case rec.boot == h.boot:
+		return true, nil
+	case rec.host == h.name:
+		return false, nil
 	}
-	return rec.boot == h.boot, nil
+	return false, fmt.Errorf("file: %s was written by host %q during another boot: the file backend coordinates the processes of one host (its liveness clock is that host's boot clock); use a networked backend across hosts, or remove the file if that host is gone", p, rec.host)
+}
+
+// pidNS is this process's pid namespace ("pid:[4026531836]"), or "".
+var pidNS = sync.OnceValue(func() string {
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return ns
+})
+
+// processGone reports whether the process that wrote a session record has
+// exited, which only a reader in its pid namespace can tell (a pid that
+// was reused reads as alive: then the TTL decides, as without this check).
+func processGone(rec sessionRecord) bool {
+	if rec.pid <= 0 || rec.pidNS == "" || rec.pidNS != pidNS() {
+		return false
+	}
+	return unix.Kill(rec.pid, 0) == unix.ESRCH
 }

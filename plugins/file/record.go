@@ -71,6 +71,7 @@ type sessionRecord struct {
 	pid      int
 	host     string // host name
 	boot     string // boot id
+	pidNS    string // the pid namespace of pid
 	renewal  []byte
 }
 
@@ -82,6 +83,7 @@ func (r sessionRecord) encode() []byte {
 		{"pid", strconv.Itoa(r.pid)},
 		{"host", strconv.Quote(r.host)},
 		{"boot", r.boot},
+		{"pidns", strconv.Quote(r.pidNS)},
 	}, r.renewal)
 }
 
@@ -104,6 +106,7 @@ func parseSession(b []byte) (sessionRecord, error) {
 		return r, errGarbage
 	}
 	r.boot = f["boot"]
+	r.pidNS, _ = strconv.Unquote(f["pidns"])
 	r.pid, _ = strconv.Atoi(f["pid"]) // informational only
 	r.renewal = payload
 	return r, nil

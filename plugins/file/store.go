@@ -192,8 +192,10 @@ func (j *judge) alive(id string, ttl time.Duration) (st sessionStat, ok bool, er
 			if err != nil {
 				return sessionStat{}, false, err
 			}
-			// A renewal from an earlier boot is dead: its process is gone.
-			st = sessionStat{renewed: r.wall, at: r.at, exists: thisBoot}
+			// A renewal from an earlier boot is dead, and so is one whose
+			// process has exited (kill -9 leaves no Close): its TTL need
+			// not pass.
+			st = sessionStat{renewed: r.wall, at: r.at, exists: thisBoot && !processGone(rec)}
 		}
 		if j.stats == nil {
 			j.stats = make(map[string]sessionStat)

@@ -36,7 +36,7 @@ func (s *session) start(ctx context.Context) error {
 		}
 	}
 	rec := sessionRecord{member: s.member, instance: s.instance, ttl: s.ttl, pid: os.Getpid(),
-		host: s.host.name, boot: s.host.boot, renewal: renewal{at: bootNow(), wall: wallNow()}.encode()}
+		host: s.host.name, boot: s.host.boot, pidNS: pidNS(), renewal: renewal{at: bootNow(), wall: wallNow()}.encode()}
 	if err := s.writeFile(s.path(sessionsDir, s.id), rec.encode()); err != nil {
 		return err
 	}

@@ -56,11 +56,19 @@ func Driver(factory driver.Factory) {
 		if gone := watchParent(log, func() { exit(1, "host process exited") }); gone {
 			exit(1, "host process exited before the plugin started")
 		}
+		// A stop signal usually reaches the whole process group (systemd,
+		// timeout(1), a terminal): the host got it too and is closing the
+		// session, which it can do gracefully (leave, release, resign) only
+		// while the plugin serves. So the plugin gives the host closeTimeout
+		// to do so, and only then exits on its own.
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
 		go func() {
 			sig := <-sigs
-			exit(0, "received "+sig.String()) // asked to stop: not a failure
+			log.Debug("stop signal: waiting for the host to close the session", "signal", sig.String(), "grace", closeTimeout.String())
+			time.AfterFunc(closeTimeout, func() {
+				exit(0, "received "+sig.String()+" and the host did not close the session") // asked to stop: not a failure
+			})
 		}()
 	}
 

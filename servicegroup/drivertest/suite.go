@@ -54,12 +54,13 @@ const (
 
 var features = []Feature{Locks, BreakLock, Election, ForceDown}
 
-// Timings every test uses. The TTL is several heartbeats, so a session that
-// heartbeats never expires even on a loaded machine, and short enough that
-// waiting for an expiry costs well under a second.
+// Timings every test uses. The TTL is ten heartbeats, so a session that
+// heartbeats never expires even on a loaded machine (a plugin session on a
+// 2-core machine at load 10 went 540 ms without a heartbeat answered), and
+// short enough that waiting for an expiry costs about a second.
 const (
 	heartbeat     = 100 * time.Millisecond
-	ttl           = 600 * time.Millisecond
+	ttl           = time.Second
 	watchInterval = 50 * time.Millisecond
 	dialTimeout   = 5 * time.Second
 	// expiry bounds every wait for a session to expire: generous, so a

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Issue 15's wrong behaviours, as a newcomer meets them.
+
+// Item 1: an empty MEMBER is refused by every command that takes one.
+func TestEmptyMemberRefused(t *testing.T) {
+	b := backendFlags(t, "inprocess")
+	for _, args := range [][]string{{"join", "compute", ""}, {"campaign", "compute", ""}} {
+		_, stderr, code := muster(t, append(b, args...)...)
+		if code != 2 || !strings.Contains(stderr, "member name is empty") {
+			t.Errorf("muster %s: exit %d, %q; want exit 2 naming the empty member", strings.Join(args, " "), code, stderr)
+		}
+	}
+}
+
+// waitExit waits for cmd to exit and returns its status.
+func waitExit(t *testing.T, cmd *exec.Cmd, within time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("wait: %v", err)
+		}
+		return 0
+	case <-time.After(within):
+		t.Fatalf("still running %v after the signal", within)
+		return -1
+	}
+}
+
+// Item 3: SIGTERM to the whole process group (as systemd and timeout(1)
+// stop a service), plugin included, is a clean stop: campaign resigns and
+// exits 0, join leaves and exits 0.
+func TestGroupSIGTERMIsCleanStop(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			b := backendFlags(t, mode)
+			camp := start(t, append(b, "campaign", "g", "m")...)
+			join := start(t, append(b, "join", "compute", "h1")...)
+			eventually(t, 10*time.Second, "m leads and h1 is up", func() bool {
+				out, _, _ := muster(t, append(b, "leader", "g")...)
+				_, _, up := muster(t, append(b, "is-up", "compute", "h1")...)
+				return out == "m\n" && up == 0
+			})
+			for name, cmd := range map[string]*exec.Cmd{"campaign": camp, "join": join} {
+				if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); err != nil {
+					t.Fatal(err)
+				}
+				if code := waitExit(t, cmd, 20*time.Second); code != 0 {
+					t.Errorf("%s stopped by SIGTERM to its process group: exit %d; want 0", name, code)
+				}
+			}
+			if _, stderr, code := muster(t, append(b, "leader", "g")...); code != 1 {
+				t.Errorf("leader after the stop: exit %d (%s); want 1, nobody leads", code, stderr)
+			}
+			if out, _, code := muster(t, append(b, "is-up", "compute", "h1")...); code != 1 {
+				t.Errorf("is-up h1 after its join stopped: %q exit %d; want down", out, code)
+			}
+		})
+	}
+}
+
+// Item 4: a join restarted right after kill -9 of its predecessor (as
+// systemd's RestartSec does) is listed again, and keeps running.
+func TestJoinRestartedAfterKill(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			b := backendFlags(t, mode)
+			first := start(t, append(b, "join", "compute", "h1")...)
+			eventually(t, 10*time.Second, "h1 up", func() bool {
+				_, _, code := muster(t, append(b, "is-up", "compute", "h1")...)
+				return code == 0
+			})
+			_ = syscall.Kill(-first.Process.Pid, syscall.SIGKILL)
+			_ = waitExit(t, first, 10*time.Second)
+			time.Sleep(100 * time.Millisecond)
+			second := start(t, append(b, "join", "compute", "h1")...)
+			eventually(t, 10*time.Second, "h1 up again through the restarted join", func() bool {
+				_, _, code := muster(t, append(b, "is-up", "compute", "h1")...)
+				return code == 0
+			})
+			if !running(second.Process.Pid) {
+				t.Fatal("the restarted join exited")
+			}
+		})
+	}
+}
+
+// running reports whether pid is a live process, not a zombie.
+func running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
