@@ -111,3 +111,26 @@ func running(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
+
+// Item 2: ring gives no key to a forced-down member.
+func TestRingSkipsForcedDown(t *testing.T) {
+	b := backendFlags(t, "inprocess")
+	start(t, append(b, "join", "compute", "h1")...)
+	start(t, append(b, "join", "compute", "h2")...)
+	eventually(t, 10*time.Second, "h1 and h2 up", func() bool {
+		_, _, c1 := muster(t, append(b, "is-up", "compute", "h1")...)
+		_, _, c2 := muster(t, append(b, "is-up", "compute", "h2")...)
+		return c1 == 0 && c2 == 0
+	})
+	keys := []string{"k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"}
+	if _, stderr, code := muster(t, append(b, "force-down", "compute", "h2")...); code != 0 {
+		t.Fatalf("force-down: %d %s", code, stderr)
+	}
+	out, stderr, code := muster(t, append(append(b, "ring", "compute"), keys...)...)
+	if code != 0 {
+		t.Fatalf("ring: %d %s", code, stderr)
+	}
+	if strings.Contains(out, "h2") || strings.Count(out, "h1") != len(keys) {
+		t.Fatalf("ring with h2 forced down:\n%s\nwant every key on h1", out)
+	}
+}

@@ -49,12 +49,14 @@ func runRing(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer sg.Close(context.Background())
-	ms, err := sg.Members(ctx, group)
+	// Up members only: a forced-down member reads as down for everyone,
+	// so it owns nothing.
+	ms, err := sg.GetAll(ctx, group)
 	if err != nil {
 		return err
 	}
 	if len(ms) == 0 {
-		return fmt.Errorf("ring: group %q has no live members", group)
+		return fmt.Errorf("ring: group %q has no member up", group)
 	}
 	nodes := make([]hashring.Node, 0, len(ms))
 	for _, m := range ms {
