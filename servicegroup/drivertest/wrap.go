@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/musterhq/muster/servicegroup/driver"
 )
@@ -130,6 +131,41 @@ func (d *controlledDriver) Heartbeat(ctx context.Context) error {
 }
 
 func (d *controlledDriver) Done() <-chan struct{} { return d.done }
+
+// The wrapper passes on what the backend's session tells the core, so the
+// core treats it exactly as the bare session: its id, when it began (a
+// plugin's first deadline counts from its Open, not its process start),
+// and one member's record.
+
+func (d *controlledDriver) SessionID() string {
+	if s, ok := d.Driver.(driver.SessionID); ok {
+		return s.SessionID()
+	}
+	return ""
+}
+
+func (d *controlledDriver) Began() time.Time {
+	if b, ok := d.Driver.(driver.Began); ok {
+		return b.Began()
+	}
+	return time.Time{} // the core then counts from its call to Open
+}
+
+func (d *controlledDriver) Member(ctx context.Context, group, member string) (driver.Member, error) {
+	if g, ok := d.Driver.(driver.MemberGetter); ok {
+		return g.Member(ctx, group, member)
+	}
+	ms, err := d.Driver.Members(ctx, group)
+	if err != nil {
+		return driver.Member{}, err
+	}
+	for _, m := range ms {
+		if m.ID == member {
+			return m, nil
+		}
+	}
+	return driver.Member{}, fmt.Errorf("drivertest: member %q of %q: %w", member, group, driver.ErrNotMember)
+}
 
 // recorder is a factory that records every name that reaches the backend,
 // to prove that invalid names are refused before it.
