@@ -1,0 +1,88 @@
+"""tooz side of the etcd interop test.
+
+usage: tooz_interop.py URL GROUP
+
+URL is a tooz URL: etcd3://host:port (python-etcd3, gRPC) or
+etcd3+http://host:port?api_version=v3 (etcd3gw, the HTTP gateway).
+Debian's tooz 3.1 passes etcd3gw 2.0 an api_path argument it does not
+take; a shim below passes it on to the client class, which does.
+
+Joins GROUP as member "tooz-1" with capabilities, prints "joined", then
+reads commands from stdin, one a line, and answers one JSON line each:
+  members        -> {"members": {id: capabilities}}
+  trylock NAME   -> {"acquired": bool}   (non-blocking, kept if taken)
+  unlock NAME    -> {"released": bool}
+  quit
+"""
+import json
+import sys
+
+import etcd3gw
+
+
+def _client(host="localhost", port=2379, ca_cert=None, cert_key=None,
+            cert_cert=None, timeout=None, protocol="http",
+            api_path="/v3alpha/"):
+    return etcd3gw.client_module_class(
+        host=host, port=port, ca_cert=ca_cert, cert_key=cert_key,
+        cert_cert=cert_cert, timeout=timeout, protocol=protocol,
+        api_path=api_path)
+
+
+from etcd3gw.client import Etcd3Client  # noqa: E402
+
+etcd3gw.client_module_class = Etcd3Client
+etcd3gw.client = _client
+
+from tooz import coordination  # noqa: E402
+
+
+def plain(v):
+    if isinstance(v, bytes):
+        return {"bytes": v.hex()}
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    return v
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def main():
+    url, group = sys.argv[1], sys.argv[2]
+    c = coordination.get_coordinator(url, b"tooz-1")
+    c.start()
+    try:
+        c.create_group(group.encode()).get()
+    except coordination.GroupAlreadyExist:
+        pass
+    c.join_group(group.encode(), {"lang": "python", "slots": 3}).get()
+    print("joined", flush=True)
+    locks = {}
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == "quit":
+            break
+        if cmd[0] == "members":
+            out = {}
+            for m in c.get_members(group.encode()).get():
+                caps = c.get_member_capabilities(group.encode(), m).get()
+                out[text(m)] = plain(caps)
+            print(json.dumps({"members": out}), flush=True)
+        elif cmd[0] == "trylock":
+            lk = locks.setdefault(cmd[1], c.get_lock(cmd[1].encode()))
+            print(json.dumps({"acquired": bool(lk.acquire(blocking=False))}), flush=True)
+        elif cmd[0] == "unlock":
+            lk = locks.get(cmd[1])
+            print(json.dumps({"released": bool(lk and lk.release())}), flush=True)
+    c.leave_group(group.encode()).get()
+    c.stop()
+
+
+if __name__ == "__main__":
+    main()
