@@ -1,0 +1,8 @@
+package postgresql
+
+// Statements the external tests EXPLAIN.
+const (
+	MembersSQL   = membersSQL
+	HeartbeatSQL = heartbeatSQL
+	CleanupSQL   = cleanupSQL
+)
