@@ -1,8 +1,8 @@
 # muster — build, test, run.
 GO        ?= go
 BIN       := bin
-TEST_DEPS := python3-tooz python3-msgpack redis-server memcached
-PLUGINS   := file redis memcached
+TEST_DEPS := python3-tooz python3-msgpack python3-etcd3 redis-server memcached etcd-server etcd-client mariadb-server mariadb-client postgresql python3-psycopg2
+PLUGINS   := file redis memcached etcd mysql postgresql
 
 .PHONY: all build run test vet fmt-check bench proto deps clean soak-safety
 

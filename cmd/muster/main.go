@@ -21,9 +21,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/musterhq/muster/config"
+	_ "github.com/musterhq/muster/plugins/etcd"
 	_ "github.com/musterhq/muster/plugins/file"
 	_ "github.com/musterhq/muster/plugins/memcached"
 	_ "github.com/musterhq/muster/plugins/memory"
+	_ "github.com/musterhq/muster/plugins/mysql"
+	_ "github.com/musterhq/muster/plugins/postgresql"
 	_ "github.com/musterhq/muster/plugins/redis"
 	"github.com/musterhq/muster/servicegroup"
 )

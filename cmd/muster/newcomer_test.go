@@ -134,3 +134,11 @@ func TestRingSkipsForcedDown(t *testing.T) {
 		t.Fatalf("ring with h2 forced down:\n%s\nwant every key on h1", out)
 	}
 }
+
+// create-schema is for the SQL backends; elsewhere it says so.
+func TestCreateSchemaOnlySQL(t *testing.T) {
+	_, stderr, code := muster(t, append(backendFlags(t, "inprocess"), "create-schema")...)
+	if code != 2 || !strings.Contains(stderr, "keeps no schema") {
+		t.Fatalf("create-schema on the file backend: exit %d, %q", code, stderr)
+	}
+}

@@ -58,11 +58,12 @@ var aliases = map[string]string{
 	"etcd3+http":  "etcd",
 	"etcd3+https": "etcd",
 	"postgres":    "postgresql",
+	"mariadb":     "mysql",
 }
 
 // Plugin is the name of the plugin that serves scheme: the scheme itself,
 // or the plain scheme for an alias (rediss: redis, kazoo: zookeeper,
-// etcd3+http: etcd, postgres: postgresql).
+// etcd3+http: etcd, postgres: postgresql, mariadb: mysql).
 func Plugin(scheme string) string {
 	if p, ok := aliases[scheme]; ok {
 		return p

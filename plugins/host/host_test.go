@@ -368,7 +368,7 @@ func TestMissingBinary(t *testing.T) {
 func TestAliasScheme(t *testing.T) {
 	dir := t.TempDir()
 	for scheme, plugin := range map[string]string{
-		"rediss": "redis", "kazoo": "zookeeper", "etcd3+https": "etcd", "postgres": "postgresql", "file": "file",
+		"rediss": "redis", "kazoo": "zookeeper", "etcd3+https": "etcd", "postgres": "postgresql", "mariadb": "mysql", "file": "file",
 	} {
 		if got := host.BinaryName(scheme); got != "muster-plugin-"+plugin {
 			t.Errorf("BinaryName(%q) = %q; want muster-plugin-%s", scheme, got, plugin)
