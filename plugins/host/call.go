@@ -29,9 +29,9 @@ func (s *session) hot(ctx context.Context, op, name string, req *proto.CallReque
 	}
 	resp, err := s.call(ctx, req)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		if errors.Is(err, context.DeadlineExceeded) || callerGaveUp(ctx) != nil {
 			// The caller gave up: the session is fine.
-			return nil, s.opErr(op, name, cmp.Or(ctx.Err(), err))
+			return nil, s.opErr(op, name, cmp.Or(callerGaveUp(ctx), err))
 		}
 		return nil, s.result(ctx, op, name, err)
 	}

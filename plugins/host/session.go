@@ -324,8 +324,8 @@ func (s *session) result(ctx context.Context, op, name string, err error) error 
 	}
 	switch status.Code(err) {
 	case codes.Canceled, codes.DeadlineExceeded:
-		if ctx.Err() != nil {
-			return s.opErr(op, name, ctx.Err())
+		if err := callerGaveUp(ctx); err != nil {
+			return s.opErr(op, name, err)
 		}
 	case codes.Unimplemented:
 		return s.opErr(op, name, fmt.Errorf("%w: the plugin does not implement it", driver.ErrNotSupported))
@@ -338,6 +338,21 @@ func (s *session) result(ctx context.Context, op, name string, err error) error 
 }
 
 // pluginErr is the driver error for an error the plugin returned.
+// callerGaveUp is ctx's error if the caller's context has ended, or its
+// deadline has passed. The plugin's gRPC server resets a call at the
+// deadline the host sent with it (RST_STREAM CANCEL); on a loaded machine
+// that reset can arrive before ctx's own timer has fired, and it is the
+// caller's timeout all the same, not a dead plugin.
+func callerGaveUp(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 func (s *session) pluginErr(op, name string, perr error) error {
 	if errors.Is(perr, driver.ErrSessionLost) {
 		s.lose("the plugin ended the session: " + perr.Error())
