@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/musterhq/muster/plugins/host"
 	"github.com/musterhq/muster/servicegroup/driver"
@@ -84,8 +86,12 @@ func runHost() int {
 	if err != nil {
 		ttl = time.Minute
 	}
+	// Logging at warn, as the muster command does: the plugin then writes
+	// to its stderr pipe when its host is gone.
+	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
+		zapcore.Lock(os.Stderr), zapcore.WarnLevel))
 	d, err := cfg.Factory("file")(ctx, driver.Options{
-		URL: os.Getenv(envURL), Member: "child", Instance: "child", TTL: ttl,
+		URL: os.Getenv(envURL), Member: "child", Instance: "child", TTL: ttl, Logger: log,
 	})
 	if err != nil {
 		fmt.Println("error:", err)

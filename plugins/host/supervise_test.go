@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,6 +127,19 @@ func TestHostKilled(t *testing.T) {
 	t.Logf("plugin exited %v after its host", took)
 	if got := memberIDs(t, observer, "g"); got != "" {
 		t.Fatalf("members %q after the host died, want none", got)
+	}
+	// It closed its session on the way out (the file backend would also
+	// see its process gone, so the listing alone does not prove that): its
+	// session file is removed, not left for a sweep.
+	entries, err := os.ReadDir(filepath.Join(dir, "sessions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(dir, "sessions", e.Name()))
+		if strings.Contains(string(b), `member "child"`) {
+			t.Fatalf("the orphaned plugin exited without closing its session (%s left)", e.Name())
+		}
 	}
 }
 

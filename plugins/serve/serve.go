@@ -53,6 +53,11 @@ func Driver(factory driver.Factory) {
 
 	if os.Getenv(proto.Handshake.MagicCookieKey) == proto.Handshake.MagicCookieValue {
 		// Only as a real plugin: run by hand, plugin.Serve explains and exits.
+		// stdout and stderr are pipes to the host: once it is gone, a log
+		// line must fail, not kill the plugin (SIGPIPE) before it has
+		// closed the session.
+		signal.Ignore(syscall.SIGPIPE)
+		ppid := os.Getppid()
 		if gone := watchParent(log, func() { exit(1, "host process exited") }); gone {
 			exit(1, "host process exited before the plugin started")
 		}
@@ -65,6 +70,9 @@ func Driver(factory driver.Factory) {
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP)
 		go func() {
 			sig := <-sigs
+			if os.Getppid() != ppid {
+				exit(1, "host process exited") // the death signal: nobody will close the session
+			}
 			log.Debug("stop signal: waiting for the host to close the session", "signal", sig.String(), "grace", closeTimeout.String())
 			time.AfterFunc(closeTimeout, func() {
 				exit(0, "received "+sig.String()+" and the host did not close the session") // asked to stop: not a failure
