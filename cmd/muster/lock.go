@@ -46,6 +46,9 @@ func runLock(ctx context.Context, e *env, args []string) error {
 	if lockKillAfter < 0 {
 		return fmt.Errorf("lock: --kill-after %v is negative", lockKillAfter)
 	}
+	if e.o.timeout < 0 {
+		return fmt.Errorf("lock: --timeout %v is negative (0 waits for ever)", e.o.timeout)
+	}
 	// Caught before the lock is taken, so none is missed between Acquire
 	// and CMD's start; ctx (cancelled by the same signals) ends Acquire.
 	sigs := make(chan os.Signal, 4)
@@ -104,7 +107,20 @@ func runLock(ctx context.Context, e *env, args []string) error {
 		waited <- cmd.Wait()
 	}()
 	if err := <-started; err != nil {
-		return fmt.Errorf("lock %q: %v", name, err)
+		// As a shell (and flock(1)) do: 127 when CMD is not found, 126
+		// when it cannot be run.
+		code, why := 126, err.Error()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			why = pe.Err.Error()
+		}
+		if errors.Is(err, exec.ErrNotFound) {
+			why = "not found in $PATH"
+		}
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			code = 127
+		}
+		return &exitError{code: code, err: fmt.Errorf("lock %s: cannot run %s: %s", name, argv[0], why)}
 	}
 	g := &procGroup{pgid: cmd.Process.Pid, killAfter: lockKillAfter}
 	lost := false

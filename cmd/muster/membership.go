@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -203,7 +204,19 @@ func runForceDown(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer sg.Close(context.Background())
-	return sg.ForceDown(ctx, args[0], args[1], !e.o.clear)
+	group, member := args[0], args[1]
+	if err := sg.ForceDown(ctx, group, member, !e.o.clear); err != nil {
+		return err
+	}
+	// A mark outlives sessions: one for a name nobody uses (a typo?) would
+	// wait for any future member of that name.
+	if !e.o.clear {
+		if ms, err := sg.Members(ctx, group); err == nil && !slices.ContainsFunc(ms, func(m servicegroup.Member) bool { return m.ID == member }) {
+			fmt.Fprintf(e.stderr, "muster: warning: %q is not a live member of %q: the mark applies to any member of that name that joins later (force-down %s %s --clear removes it)\n",
+				member, group, group, member)
+		}
+	}
+	return nil
 }
 
 // parseCaps reads --caps: a JSON object whose whole numbers become integers

@@ -142,3 +142,48 @@ func TestCreateSchemaOnlySQL(t *testing.T) {
 		t.Fatalf("create-schema on the file backend: exit %d, %q", code, stderr)
 	}
 }
+
+// Item 5: force-down of a member nobody uses warns (the mark outlives
+// sessions), and still sets the mark.
+func TestForceDownUnknownWarns(t *testing.T) {
+	b := backendFlags(t, "inprocess")
+	start(t, append(b, "join", "compute", "h1")...)
+	eventually(t, 10*time.Second, "h1 up", func() bool {
+		_, _, code := muster(t, append(b, "is-up", "compute", "h1")...)
+		return code == 0
+	})
+	_, stderr, code := muster(t, append(b, "force-down", "compute", "h9")...)
+	if code != 0 || !strings.Contains(stderr, `"h9" is not a live member`) {
+		t.Fatalf("force-down of an unknown member: exit %d, %q; want 0 and a warning", code, stderr)
+	}
+	if _, stderr, _ := muster(t, append(b, "force-down", "compute", "h1")...); stderr != "" {
+		t.Fatalf("force-down of a live member warned: %q", stderr)
+	}
+}
+
+// Items 6 and 8: lock refuses a negative --timeout, and a CMD that cannot
+// run exits as a shell would (127 not found, 126 not runnable), in one line.
+func TestLockBadCommand(t *testing.T) {
+	b := backendFlags(t, "inprocess")
+	dir := t.TempDir()
+	notExec := dir + "/x.sh"
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"lock", "nightly", "--", dir + "/nosuch.sh"}, 127, "lock nightly: cannot run " + dir + "/nosuch.sh: no such file"},
+		{[]string{"lock", "nightly", "--", "nosuch-command"}, 127, "cannot run nosuch-command: not found in $PATH"},
+		{[]string{"lock", "nightly", "--", notExec}, 126, "permission denied"},
+		{[]string{"lock", "nightly", "--timeout", "-1s", "--", "true"}, 2, "--timeout -1s is negative"},
+	} {
+		_, stderr, code := muster(t, append(b, tc.args...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("muster %s: exit %d, %q; want %d and %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
+		}
+		oneLineError(t, stderr)
+	}
+}
