@@ -54,8 +54,24 @@ func Etcd(self EtcdPeer, peers []EtcdPeer) (Spec, error) {
 	if len(peers) > 1 {
 		name = "etcd-" + self.Name
 	}
+	// The data (and WAL) live in memory when /dev/shm is there: etcd
+	// fsyncs every write, and on a loaded shared disk an fsync can take
+	// longer than a test's lease. dir/data is a link to it.
+	shm := func(dir string) string { return filepath.Join("/dev/shm", "muster-"+filepath.Base(dir)) }
 	return Spec{
 		Name: name,
+		Setup: func(_ int, dir string) error {
+			if fi, err := os.Stat("/dev/shm"); err != nil || !fi.IsDir() {
+				return nil // data on disk, in dir
+			}
+			target := shm(dir)
+			_ = os.RemoveAll(target)
+			if err := os.MkdirAll(target, 0o700); err != nil {
+				return err
+			}
+			return os.Symlink(target, filepath.Join(dir, "data"))
+		},
+		Cleanup: func(dir string) { _ = os.RemoveAll(shm(dir)) },
 		Command: func(port int, dir string) []string {
 			data := filepath.Join(dir, "data")
 			state := "new"

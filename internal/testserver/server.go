@@ -89,6 +89,9 @@ type Spec struct {
 	// Stop, when set, asks the server to stop gracefully (pg_ctl stop);
 	// otherwise Stop sends SIGTERM.
 	Stop func(s *Server) error
+	// Cleanup, when set, removes what Setup made outside dir; Close runs
+	// it after the server is gone.
+	Cleanup func(dir string)
 }
 
 // Server is one running (or stopped) server process.
@@ -325,6 +328,9 @@ func (s *Server) Restart(keepData bool) error {
 // Close kills the server and removes its dir. It is idempotent.
 func (s *Server) Close() {
 	_ = s.Kill()
+	if s.spec.Cleanup != nil {
+		s.spec.Cleanup(s.Dir)
+	}
 	_ = os.RemoveAll(s.Dir)
 }
 
