@@ -148,8 +148,8 @@ func (cg *clusterGroup) all() error {
 // quorum makes calls fail within their deadline, with a clear error, and
 // everyone is back once it returns.
 func TestClusterFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
+	if testing.Short() && !testserver.CI() {
+		t.Skip("cluster test (-short, outside CI)")
 	}
 	c := startCluster(t)
 	cg := openClusterGroup(t, c)
@@ -238,8 +238,8 @@ func TestClusterFaults(t *testing.T) {
 // (as `etcdctl lease revoke` does) re-joins by itself on a new lease, and
 // a lock it held is reported lost.
 func TestClusterLeaseRevoked(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
+	if testing.Short() && !testserver.CI() {
+		t.Skip("cluster test (-short, outside CI)")
 	}
 	c := startCluster(t)
 	cg := openClusterGroup(t, c)
