@@ -28,6 +28,7 @@ import (
 	_ "github.com/musterhq/muster/plugins/mysql"
 	_ "github.com/musterhq/muster/plugins/postgresql"
 	_ "github.com/musterhq/muster/plugins/redis"
+	_ "github.com/musterhq/muster/plugins/zookeeper"
 	"github.com/musterhq/muster/servicegroup"
 )
 
