@@ -188,7 +188,13 @@ func TestClusterFaults(t *testing.T) {
 	time.Sleep(time.Second)
 	noLeft(t, cg.w, "the old leader restarted")
 
-	// Quorum lost: calls fail in time, with a clear error.
+	// Quorum lost: calls fail in time, with a clear error, and a member
+	// that cannot renew is reported lost by its own process (a lock it
+	// held says so) within about a TTL.
+	held := cg.sgs["c"].Lock("held")
+	if _, err := held.TryAcquire(ctx); err != nil {
+		t.Fatal(err)
+	}
 	down := []int{leader, follower}
 	for _, i := range down {
 		if err := c.Nodes[i].Kill(); err != nil {
@@ -219,6 +225,11 @@ func TestClusterFaults(t *testing.T) {
 		if !strings.Contains(err.Error(), "etcd") && !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s: error %q names neither the backend nor the deadline", what, err)
 		}
+	}
+	select {
+	case <-held.Lost():
+	case <-time.After(3 * clusterTTL):
+		t.Errorf("a lock held without a quorum was not reported lost within %v", 3*clusterTTL)
 	}
 	var wg sync.WaitGroup
 	for _, i := range down {

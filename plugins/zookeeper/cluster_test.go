@@ -168,7 +168,13 @@ func TestClusterFaults(t *testing.T) {
 	eventually(10*time.Second, "after the old leader came back", all)
 	noLeft(t, w, "the old leader restarted")
 
-	// Quorum lost: calls fail in time, with a clear error.
+	// Quorum lost: calls fail in time, with a clear error, and a member
+	// that cannot renew is reported lost by its own process (a lock it
+	// held says so) within about a TTL.
+	held := sgs[2].Lock("held")
+	if _, err := held.TryAcquire(ctx); err != nil {
+		t.Fatal(err)
+	}
 	down := []int{leader, follower}
 	for _, i := range down {
 		if err := c.Nodes[i].Kill(); err != nil {
@@ -200,6 +206,11 @@ func TestClusterFaults(t *testing.T) {
 	}
 	if !failed {
 		t.Errorf("Members kept succeeding for 20s without a quorum")
+	}
+	select {
+	case <-held.Lost():
+	case <-time.After(3 * clusterTTL):
+		t.Errorf("a lock held without a quorum was not reported lost within %v", 3*clusterTTL)
 	}
 	var wg sync.WaitGroup
 	for _, i := range down {
