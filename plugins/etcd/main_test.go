@@ -5,14 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/musterhq/muster/internal/testserver"
-	"github.com/musterhq/muster/plugins/host"
 )
 
 // srv is the package's one etcd; cluster is the 3-node cluster of the
@@ -31,34 +26,27 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	srv, startErr = testserver.StartEtcd()
-	dir, err := os.MkdirTemp("", "muster-etcd-plugin-")
+	defer func() {
+		if srv != nil {
+			srv.Close()
+		}
+	}()
+	dir, err := testserver.BuildPlugin("etcd")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	defer os.RemoveAll(dir)
 	pluginDir = dir
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, host.BinaryName("etcd")),
-		"github.com/musterhq/muster/plugins/etcd/cmd/muster-plugin-etcd")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build etcd plugin:", err)
-		return 2
-	}
 	code := m.Run()
 	if srv != nil {
 		srv.Close()
+		srv = nil
 	}
 	if cluster != nil {
 		cluster.Close()
 	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	return code
+	return testserver.CheckLeaks(code)
 }
 
 // server returns the package's etcd, or skips (fails under CI).

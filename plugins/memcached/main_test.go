@@ -4,17 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/musterhq/muster/internal/testserver"
-	"github.com/musterhq/muster/plugins/host"
 	"github.com/musterhq/muster/plugins/memcached"
 	"github.com/musterhq/muster/servicegroup/driver"
 )
@@ -30,31 +24,17 @@ var (
 
 func TestMain(m *testing.M) {
 	server, serverErr = testserver.StartMemcached()
-	dir, err := os.MkdirTemp("", "muster-memcached-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	pluginDir = dir
-	code := 0
 	if serverErr == nil {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, host.BinaryName("memcached")),
-			"github.com/musterhq/muster/plugins/memcached/cmd/muster-plugin-memcached")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		buildErr = cmd.Run()
+		pluginDir, buildErr = testserver.BuildPlugin("memcached")
 	}
-	code = m.Run()
+	code := m.Run()
 	if server != nil {
-		server.Close()
+		server.Close() // before the leak check: its process has goroutines
 	}
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
+	if pluginDir != "" {
+		os.RemoveAll(pluginDir)
 	}
-	os.Exit(code)
+	os.Exit(testserver.CheckLeaks(code))
 }
 
 // need returns the shared server, or skips (fails under CI=true).

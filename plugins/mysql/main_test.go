@@ -8,16 +8,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
-	"go.uber.org/goleak"
 
 	"github.com/musterhq/muster/internal/testserver"
-	"github.com/musterhq/muster/plugins/host"
 	"github.com/musterhq/muster/plugins/mysql"
 )
 
@@ -54,21 +51,12 @@ func TestMain(m *testing.M) {
 			admin.SetMaxIdleConns(2)
 		}
 	}
-	dir, err := os.MkdirTemp("", "muster-mysql-plugin-")
+	code := 2
+	dir, err := testserver.BuildPlugin("mysql")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	pluginDir = dir
-	// Without -race: one plugin process per session; the driver itself
-	// runs under -race in-process.
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, host.BinaryName("mysql")),
-		"github.com/musterhq/muster/plugins/mysql/cmd/muster-plugin-mysql")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	code := 2
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build mysql plugin:", err)
 	} else {
+		pluginDir = dir
 		code = m.Run()
 	}
 	if admin != nil {
@@ -77,12 +65,7 @@ func TestMain(m *testing.M) {
 	if srv != nil {
 		srv.Close() // before the leak check: its process has goroutines
 	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
+	code = testserver.CheckLeaks(code)
 	os.RemoveAll(dir)
 	os.RemoveAll(certs)
 	os.Exit(code)

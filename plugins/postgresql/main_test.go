@@ -6,16 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/goleak"
 
 	"github.com/musterhq/muster/internal/testserver"
-	"github.com/musterhq/muster/plugins/host"
 	"github.com/musterhq/muster/plugins/postgresql"
 )
 
@@ -34,38 +30,19 @@ func TestMain(m *testing.M) {
 	if startErr == nil {
 		startErr = admin(context.Background(), "postgres", "CREATE DATABASE "+testDB)
 	}
-	dir, err := os.MkdirTemp("", "muster-postgresql-plugin-")
+	code := 2
+	dir, err := testserver.BuildPlugin("postgresql")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	pluginDir = dir
-	// Without -race: one plugin process per session; the driver itself
-	// runs under -race in-process.
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, host.BinaryName("postgresql")),
-		"github.com/musterhq/muster/plugins/postgresql/cmd/muster-plugin-postgresql")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	code := 2
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build postgresql plugin:", err)
 	} else {
+		pluginDir = dir
 		code = m.Run()
-		if srv != nil {
-			srv.Close() // before the leak check: its process has goroutines
-			srv = nil
-		}
-		if code == 0 {
-			if err := goleak.Find(); err != nil {
-				fmt.Fprintln(os.Stderr, "goleak:", err)
-				code = 1
-			}
-		}
 	}
 	if srv != nil {
-		srv.Close()
+		srv.Close() // before the leak check: its process has goroutines
 	}
 	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testserver.CheckLeaks(code))
 }
 
 // server returns the package's server, or fails (skips outside CI) when

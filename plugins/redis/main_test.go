@@ -5,14 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/musterhq/muster/internal/testserver"
-	"github.com/musterhq/muster/plugins/host"
 )
 
 // srv is the package's one redis-server; pluginDir holds the plugin binary.
@@ -24,38 +19,21 @@ var (
 
 func TestMain(m *testing.M) {
 	srv, startErr = testserver.StartRedis()
-	dir, err := os.MkdirTemp("", "muster-redis-plugin-")
+	dir, err := testserver.BuildPlugin("redis")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		if srv != nil {
+			srv.Close()
+		}
 		os.Exit(2)
 	}
 	pluginDir = dir
-	// Without -race: one plugin process per session; the driver itself
-	// runs under -race in-process.
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, host.BinaryName("redis")),
-		"github.com/musterhq/muster/plugins/redis/cmd/muster-plugin-redis")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	code := 2
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build redis plugin:", err)
-	} else {
-		code = m.Run()
-		if srv != nil {
-			srv.Close() // before the leak check: its process has goroutines
-			srv = nil
-		}
-		if code == 0 {
-			if err := goleak.Find(); err != nil {
-				fmt.Fprintln(os.Stderr, "goleak:", err)
-				code = 1
-			}
-		}
-	}
+	code := m.Run()
 	if srv != nil {
-		srv.Close()
+		srv.Close() // before the leak check: its process has goroutines
 	}
 	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testserver.CheckLeaks(code))
 }
 
 // server returns the package's redis-server, or fails (skips outside CI)

@@ -5,14 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/musterhq/muster/internal/testserver"
-	"github.com/musterhq/muster/plugins/host"
 )
 
 // zkServer is the package's one ZooKeeper; pluginDir holds the plugin
@@ -29,32 +24,25 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	zkServer, startErr = testserver.StartZooKeeper()
-	dir, err := os.MkdirTemp("", "muster-zk-plugin-")
+	defer func() {
+		if zkServer != nil {
+			zkServer.Close()
+		}
+	}()
+	dir, err := testserver.BuildPlugin("zookeeper")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	defer os.RemoveAll(dir)
 	pluginDir = dir
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, host.BinaryName("zookeeper")),
-		"github.com/musterhq/muster/plugins/zookeeper/cmd/muster-plugin-zookeeper")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build zookeeper plugin:", err)
-		return 2
-	}
 	code := m.Run()
 	if zkServer != nil {
 		zkServer.Close()
+		zkServer = nil
 	}
 	closeCluster()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	return code
+	return testserver.CheckLeaks(code)
 }
 
 // server returns the package's ZooKeeper, or skips (fails under CI).
