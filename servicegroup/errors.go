@@ -1,6 +1,10 @@
 package servicegroup
 
-import "github.com/musterhq/muster/servicegroup/driver"
+import (
+	"errors"
+
+	"github.com/musterhq/muster/servicegroup/driver"
+)
 
 // The errors every call may return, checked with errors.Is. They are the
 // driver's sentinels, so an error from any backend, in-process or through a
@@ -21,6 +25,12 @@ var (
 	ErrInvalidName   = driver.ErrInvalidName
 	ErrUnavailable   = driver.ErrUnavailable
 )
+
+// ErrStale is returned by a View's reads while it is not in step with the
+// backend: no read of the group has succeeded for longer than its
+// staleness bound. The error says since when. Unlike the others it never
+// comes from a backend.
+var ErrStale = errors.New("view is stale")
 
 // Token is a fencing token: it strictly increases across successive holders
 // of one lock name.

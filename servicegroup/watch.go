@@ -1,10 +1,13 @@
 package servicegroup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +27,15 @@ const (
 	MemberLeft
 	// LeaderChanged: Member now leads Group ("" when nobody does).
 	LeaderChanged
+	// MemberUpdated: a live Member's capabilities changed, or its
+	// forced-down mark was set or cleared; Capabilities and ForcedDown are
+	// its state now. A heartbeat (a new UpdatedAt) is not an update.
+	MemberUpdated
 )
+
+// syncMark is the watch's own note to a View following it: the group was
+// read (or failed to be) at Event.at. Never sent on a public Watch.
+const syncMark EventType = -1
 
 func (t EventType) String() string {
 	switch t {
@@ -34,6 +45,8 @@ func (t EventType) String() string {
 		return "left"
 	case LeaderChanged:
 		return "leader"
+	case MemberUpdated:
+		return "updated"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }
@@ -43,14 +56,22 @@ type Event struct {
 	Type   EventType
 	Group  string
 	Member string
-	// Capabilities of a joined member.
+	// Capabilities of a joined or updated member.
 	Capabilities Capabilities
+	// ForcedDown is whether a joined or updated member is forced down
+	// (then it is live but not up).
+	ForcedDown bool
+
+	// For syncMark: when the read began (monotonic), and its error.
+	at  time.Duration
+	err error
 }
 
 // Watch is a stream of a group's changes.
 type Watch struct {
 	events  chan Event
 	initial []Member
+	kick    chan struct{} // asks the poll to read the group now
 	mu      sync.Mutex
 	err     error
 }
@@ -81,16 +102,33 @@ func (w *Watch) Err() error {
 // watch has its own goroutine and buffer: a slow consumer delays only its
 // own events, never other watches or the heartbeat. ErrGroupNotFound if the
 // group does not exist.
+//
+// Besides joins and leaves it reports a live member's updates
+// (MemberUpdated): new capabilities, a forced-down mark set or cleared.
+// Backends with a native change stream deliver them as they happen; the
+// others are seen at the next poll (WatchInterval).
 func (s *ServiceGroup) Watch(ctx context.Context, group string) (*Watch, error) {
+	return s.watch(ctx, group, false)
+}
+
+// watch is Watch; with marks, the stream also carries a syncMark after
+// every read of the group (for a View).
+func (s *ServiceGroup) watch(ctx context.Context, group string, marks bool) (*Watch, error) {
 	if err := validGroup(group); err != nil {
 		return nil, err
 	}
 	// Read once now so a missing group is an error, not an empty stream.
-	first, err := s.Members(ctx, group)
+	began := monoNow()
+	raw, err := s.rawMembers(ctx, group)
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch{events: make(chan Event, 64), initial: first}
+	sortRaw(raw)
+	first := make([]Member, 0, len(raw))
+	for _, m := range raw {
+		first = append(first, Member{ID: m.ID, Capabilities: s.watchCaps(group, m), UpdatedAt: m.UpdatedAt, ForcedDown: m.ForcedDown})
+	}
+	w := &Watch{events: make(chan Event, 64), initial: first, kick: make(chan struct{}, 1)}
 	// Add under mu, which Close takes to set closed before it Waits: a
 	// watch never starts once Close is waiting.
 	s.mu.Lock()
@@ -103,7 +141,7 @@ func (s *ServiceGroup) Watch(ctx context.Context, group string) (*Watch, error) 
 	go func() {
 		defer s.wg.Done()
 		defer close(w.events)
-		err := s.poll(ctx, group, first, w.events)
+		err := s.poll(ctx, group, raw, began, marks, w)
 		w.mu.Lock()
 		w.err = err
 		w.mu.Unlock()
@@ -111,16 +149,47 @@ func (s *ServiceGroup) Watch(ctx context.Context, group string) (*Watch, error) 
 	return w, nil
 }
 
+// rawMembers lists group's live members as the backend stores them.
+func (s *ServiceGroup) rawMembers(ctx context.Context, group string) ([]driver.Member, error) {
+	var raw []driver.Member
+	err := s.do(ctx, func(d driver.Driver) (err error) {
+		raw, err = d.Members(ctx, group)
+		return err
+	})
+	return raw, err
+}
+
+func sortRaw(ms []driver.Member) {
+	slices.SortFunc(ms, func(a, b driver.Member) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// watchCaps decodes m's capabilities; an unreadable record reads as none
+// (one member's bad record must not hide the others).
+func (s *ServiceGroup) watchCaps(group string, m driver.Member) Capabilities {
+	caps, err := driver.DecodeCapabilities(m.Capabilities)
+	if err != nil {
+		s.log.Sugar().Warnw("unreadable capabilities", "group", group, "member", m.ID, "error", err)
+		return Capabilities{}
+	}
+	return caps
+}
+
+// seen is what a watch last saw of a member: what an update changes.
+type seen struct {
+	caps []byte
+	down bool
+}
+
 // poll diffs the group's state every WatchInterval, and at once whenever a
 // backend's native watch says something changed. It sees a member that
-// joins and leaves between two diffs as nothing, which is the state that
-// mattered.
-func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, out chan<- Event) error {
-	known := map[string]bool{}
+// joins and leaves between two diffs as nothing, and several updates
+// between two diffs as one, which is the state that mattered.
+func (s *ServiceGroup) poll(ctx context.Context, group string, first []driver.Member, began time.Duration, marks bool, w *Watch) error {
+	known := map[string]seen{}
 	leader := ""
 	send := func(ev Event) bool {
 		select {
-		case out <- ev:
+		case w.events <- ev:
 			return true
 		case <-ctx.Done():
 			return false
@@ -128,16 +197,43 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 			return false
 		}
 	}
-	diff := func(ms []Member) bool {
-		now := make(map[string]bool, len(ms))
+	mark := func(at time.Duration, err error) bool {
+		return !marks || send(Event{Type: syncMark, Group: group, at: at, err: err})
+	}
+	diff := func(ms []driver.Member) bool {
+		sortRaw(ms)
+		now := make(map[string]seen, len(ms))
 		for _, m := range ms {
-			now[m.ID] = true
-			if !known[m.ID] && !send(Event{Type: MemberJoined, Group: group, Member: m.ID, Capabilities: m.Capabilities}) {
+			cur := seen{caps: m.Capabilities, down: m.ForcedDown}
+			now[m.ID] = cur
+			old, was := known[m.ID]
+			var typ EventType
+			switch {
+			case !was:
+				typ = MemberJoined
+			case old.down != cur.down:
+				typ = MemberUpdated
+			case !bytes.Equal(old.caps, cur.caps):
+				// Bytes differ; the values may not (another encoder).
+				a, errA := driver.DecodeCapabilities(old.caps)
+				b, errB := driver.DecodeCapabilities(cur.caps)
+				if errA != nil || errB != nil || !reflect.DeepEqual(a, b) {
+					typ = MemberUpdated
+				}
+			}
+			if typ != 0 && !send(Event{Type: typ, Group: group, Member: m.ID, Capabilities: s.watchCaps(group, m), ForcedDown: m.ForcedDown}) {
 				return false
 			}
 		}
+		var gone []string
 		for id := range known {
-			if !now[id] && !send(Event{Type: MemberLeft, Group: group, Member: id}) {
+			if _, ok := now[id]; !ok {
+				gone = append(gone, id)
+			}
+		}
+		slices.Sort(gone)
+		for _, id := range gone {
+			if !send(Event{Type: MemberLeft, Group: group, Member: id}) {
 				return false
 			}
 		}
@@ -155,7 +251,7 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 		}
 		return true
 	}
-	if !diff(first) || !checkLeader() {
+	if !diff(first) || !mark(began, nil) || !checkLeader() {
 		return s.watchEnd(ctx, group)
 	}
 	t := time.NewTicker(s.cfg.WatchInterval)
@@ -172,11 +268,13 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 			case <-s.stop:
 				return fmt.Errorf("servicegroup: watch %q: %w", group, driver.ErrClosed)
 			case <-t.C:
+			case <-w.kick:
 			case <-native.wake:
 				native.drain()
 			}
 		}
-		ms, err := s.Members(ctx, group)
+		began := monoNow()
+		ms, err := s.rawMembers(ctx, group)
 		switch {
 		case errors.Is(err, driver.ErrGroupNotFound):
 			if !diff(nil) {
@@ -188,18 +286,22 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []Member, o
 				return nil
 			}
 			s.log.Debug("watch poll failed; retrying", zap.String("group", group), zap.Error(err))
+			if !mark(began, err) {
+				return s.watchEnd(ctx, group)
+			}
 			continue
 		}
-		if !diff(ms) || !checkLeader() {
+		if !diff(ms) || !mark(began, nil) || !checkLeader() {
 			return s.watchEnd(ctx, group)
 		}
 	}
 }
 
 // nativeWatch follows a backend's own change stream (driver.Watcher) where
-// there is one. Its events only say "look now": the watch still diffs the
-// member list, so what it reports is the same as by polling, only sooner,
-// and a broken stream loses nothing. Leadership is still polled.
+// there is one. Its events (joined, left, updated) only say "look now": the
+// watch still diffs the member list, so what it reports is the same as by
+// polling, only sooner, and a broken stream loses nothing. Leadership is
+// still polled.
 type nativeWatch struct {
 	group  string
 	ep     *epoch // the session watched (nil: none yet, or re-watch)

@@ -11,7 +11,7 @@ import (
 
 // With a backend's native watch (memory has one), changes arrive when they
 // happen, not at the next poll: with polling set to an hour, a join and a
-// leave still reach the watcher.
+// leave, and the updates between them, still reach the watcher.
 func TestNativeWatchWakesTheWatcher(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -48,6 +48,15 @@ func TestNativeWatchWakesTheWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	next(servicegroup.MemberJoined)
+	// Updates come natively too: capabilities, a forced-down mark.
+	if err := m.SetCapabilities(ctx, "g", servicegroup.Capabilities{"k": "w"}); err != nil {
+		t.Fatal(err)
+	}
+	next(servicegroup.MemberUpdated)
+	if err := obs.ForceDown(ctx, "g", "m", true); err != nil {
+		t.Fatal(err)
+	}
+	next(servicegroup.MemberUpdated)
 	if err := m.Leave(ctx, "g"); err != nil {
 		t.Fatal(err)
 	}

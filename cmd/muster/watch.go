@@ -16,7 +16,7 @@ func init() {
 	commands["watch"] = &command{
 		longRunning: true,
 		usage:       "watch GROUP",
-		help:        "print one line per event (joined, left, leader) until interrupted",
+		help:        "print one line per event (joined, left, updated, leader) until interrupted",
 		nargs:       exactly(1),
 		run:         runWatch,
 	}
@@ -40,10 +40,35 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 type eventJSON struct {
-	Type         string         `json:"type"`
-	Group        string         `json:"group"`
-	Member       string         `json:"member"`
-	Capabilities map[string]any `json:"capabilities,omitempty"`
+	Type   string `json:"type"`
+	Group  string `json:"group"`
+	Member string `json:"member"`
+	// Capabilities and ForcedDown are the member's state: always on an
+	// updated event; on a joined one only when set (capabilities not
+	// empty, forced down true).
+	Capabilities any   `json:"capabilities,omitempty"`
+	ForcedDown   *bool `json:"forced_down,omitempty"`
+}
+
+func toEventJSON(ev servicegroup.Event) eventJSON {
+	out := eventJSON{Type: ev.Type.String(), Group: ev.Group, Member: ev.Member}
+	down := ev.ForcedDown
+	switch ev.Type {
+	case servicegroup.MemberUpdated:
+		caps := ev.Capabilities
+		if caps == nil {
+			caps = servicegroup.Capabilities{}
+		}
+		out.Capabilities, out.ForcedDown = caps, &down
+	case servicegroup.MemberJoined:
+		if len(ev.Capabilities) > 0 {
+			out.Capabilities = ev.Capabilities
+		}
+		if down {
+			out.ForcedDown = &down
+		}
+	}
+	return out
 }
 
 func runWatch(ctx context.Context, e *env, args []string) error {
@@ -59,7 +84,7 @@ func runWatch(ctx context.Context, e *env, args []string) error {
 	enc := json.NewEncoder(e.stdout)
 	for ev := range w.Events() {
 		if e.o.json {
-			if err := enc.Encode(eventJSON{Type: ev.Type.String(), Group: ev.Group, Member: ev.Member, Capabilities: ev.Capabilities}); err != nil {
+			if err := enc.Encode(toEventJSON(ev)); err != nil {
 				return err
 			}
 			continue
@@ -67,6 +92,9 @@ func runWatch(ctx context.Context, e *env, args []string) error {
 		switch {
 		case ev.Type == servicegroup.LeaderChanged && ev.Member == "":
 			_, err = fmt.Fprintf(e.stdout, "leader %s (none)\n", ev.Group)
+		case ev.Type == servicegroup.MemberUpdated:
+			caps, _ := json.Marshal(toEventJSON(ev).Capabilities)
+			_, err = fmt.Fprintf(e.stdout, "%s %s %s forced_down=%v capabilities=%s\n", ev.Type, ev.Group, ev.Member, ev.ForcedDown, caps)
 		default:
 			_, err = fmt.Fprintf(e.stdout, "%s %s %s\n", ev.Type, ev.Group, ev.Member)
 		}

@@ -8,7 +8,8 @@
 //	go run ./examples/scheduler -config examples/scheduler/config.toml host-a host-b
 //
 // With host names as arguments, only those are candidates (a dead or unknown
-// one is filtered out); without, every member of the group is.
+// one is filtered out); without, every member of the group is. The group is
+// read through a servicegroup.View: IsUp and GetAll answer from memory.
 package main
 
 import (
@@ -41,18 +42,26 @@ func main() {
 	}
 	defer sg.Close(context.Background())
 
-	// GetAll is Nova's get_all: the members that are up. One read serves
-	// every candidate, where asking IsUp per host would read once each.
-	up, err := sg.GetAll(ctx, cfg.Agent.Compute.Group)
+	// A View holds the compute group in memory, kept current by a watch:
+	// a long-running scheduler asks IsUp for every candidate of every
+	// request with no round trip to the backend. It never answers from a
+	// state it has stopped following: then its reads fail with ErrStale.
+	group := cfg.Agent.Compute.Group
+	view, err := sg.View(ctx, group)
 	if err != nil {
 		log.Fatal(err)
 	}
-	hosts := map[string]servicegroup.Member{}
-	for _, m := range up {
-		hosts[m.ID] = m
+	defer view.Close()
+	if err := view.Synced(ctx); err != nil {
+		log.Fatal(err)
 	}
 	candidates := flag.Args()
 	if len(candidates) == 0 {
+		// GetAll is Nova's get_all: the members that are up.
+		up, err := view.GetAll()
+		if err != nil {
+			log.Fatal(err)
+		}
 		for _, m := range up {
 			candidates = append(candidates, m.ID)
 		}
@@ -61,10 +70,17 @@ func main() {
 	var best string
 	var bestMem int64 = -1
 	for _, h := range candidates {
-		m, ok := hosts[h]
-		if !ok {
+		up, err := view.IsUp(h) // from memory: no round trip
+		if err != nil {
+			log.Fatal(err) // stale, or a bad host name
+		}
+		if !up {
 			fmt.Printf("%-20s filtered out: not up\n", h)
 			continue
+		}
+		m, err := view.Member(h)
+		if err != nil {
+			log.Fatal(err)
 		}
 		mem, _ := m.Capabilities["memory_mb"].(int64)
 		if mem < *memoryMB {

@@ -18,7 +18,9 @@ const watchBuffer = 256
 
 // Watch follows group's keys with an etcd watch that starts right after
 // the revision of the initial read, so no change between the two is lost.
-// It reports each join and leave (expiries and revocations included)
+// It reports each join and leave (expiries and revocations included),
+// and an update when a member's capabilities are rewritten or its
+// forced-down mark (kept outside the group's prefix) is set or cleared,
 // until ctx ends, the group is deleted (Left for everyone, then
 // ErrGroupNotFound), the stream breaks (no leader, compaction) or the
 // session ends.
@@ -49,6 +51,7 @@ func (s *session) Watch(ctx context.Context, g string) (<-chan driver.Event, <-c
 	}
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	wc := s.cli.Watch(wctx, gk, clientv3.WithPrefix(), clientv3.WithRev(r.Header.Revision+1))
+	mc := s.cli.Watch(wctx, s.marksPrefix(g), clientv3.WithPrefix(), clientv3.WithRev(r.Header.Revision+1))
 	events := make(chan driver.Event, watchBuffer)
 	errc := make(chan error, 1)
 	s.mu.Lock()
@@ -65,12 +68,13 @@ func (s *session) Watch(ctx context.Context, g string) (<-chan driver.Event, <-c
 		defer wcancel()
 		stop := context.AfterFunc(s.bg, wcancel)
 		defer stop()
-		errc <- s.follow(ctx, g, gk, known, wc, events)
+		errc <- s.follow(ctx, g, gk, known, wc, mc, events)
 	}()
 	return events, errc, nil
 }
 
-func (s *session) follow(ctx context.Context, g, gk string, known map[string]bool, wc clientv3.WatchChan, out chan<- driver.Event) error {
+func (s *session) follow(ctx context.Context, g, gk string, known map[string]bool, wc, mc clientv3.WatchChan, out chan<- driver.Event) error {
+	mp := s.marksPrefix(g)
 	send := func(ev driver.Event) error {
 		select {
 		case out <- ev:
@@ -81,7 +85,7 @@ func (s *session) follow(ctx context.Context, g, gk string, known map[string]boo
 	}
 	for {
 		var resp clientv3.WatchResponse
-		var ok bool
+		var ok, marks bool
 		select {
 		case <-ctx.Done():
 			return nil
@@ -91,6 +95,8 @@ func (s *session) follow(ctx context.Context, g, gk string, known map[string]boo
 			}
 			return driver.Errorf(backend, "watch", g, driver.ErrClosed)
 		case resp, ok = <-wc:
+		case resp, ok = <-mc:
+			marks = true
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -103,6 +109,16 @@ func (s *session) follow(ctx context.Context, g, gk string, known map[string]boo
 		}
 		if err := resp.Err(); err != nil {
 			return s.fail("watch", g, fmt.Errorf("the watch stream broke: %w", err))
+		}
+		if marks {
+			// A mark set or cleared: an update of that member (the core
+			// diffs, so one on a member not joined reports nothing).
+			for _, ev := range resp.Events {
+				if err := send(driver.Event{Type: driver.Updated, Group: g, Member: string(ev.Kv.Key[len(mp):])}); err != nil {
+					return err
+				}
+			}
+			continue
 		}
 		for _, ev := range resp.Events {
 			id := string(ev.Kv.Key[len(gk):])
@@ -118,6 +134,11 @@ func (s *session) follow(ctx context.Context, g, gk string, known map[string]boo
 			case ev.Type == mvccpb.PUT && !known[id] && ev.Kv.Lease != 0:
 				known[id] = true
 				if err := send(driver.Event{Type: driver.Joined, Group: g, Member: id}); err != nil {
+					return err
+				}
+			case ev.Type == mvccpb.PUT && known[id]:
+				// Capabilities rewritten (SetCapabilities).
+				if err := send(driver.Event{Type: driver.Updated, Group: g, Member: id}); err != nil {
 					return err
 				}
 			case ev.Type == mvccpb.DELETE && known[id]:

@@ -341,6 +341,7 @@ func (s *session) SetCapabilities(ctx context.Context, name string, caps []byte)
 		return driver.Errorf(backend, "set capabilities", name, driver.ErrNotMember)
 	}
 	m.caps = clone(caps)
+	g.notify(driver.Event{Type: driver.Updated, Group: name, Member: s.member})
 	return nil
 }
 
@@ -353,10 +354,16 @@ func (s *session) SetForcedDown(ctx context.Context, name, member string, down b
 	if err != nil {
 		return err
 	}
+	if g.forced[member] == down {
+		return nil // no change: nothing to tell
+	}
 	if down {
 		g.forced[member] = true
 	} else {
 		delete(g.forced, member)
+	}
+	if _, live := g.members[member]; live {
+		g.notify(driver.Event{Type: driver.Updated, Group: name, Member: member})
 	}
 	return nil
 }
@@ -419,7 +426,8 @@ func clone(b []byte) []byte {
 	return append([]byte(nil), b...)
 }
 
-// Watch streams group's joins and leaves (expiries included) as they
+// Watch streams group's joins and leaves (expiries included), and the
+// updates of its live members (capabilities, forced-down marks), as they
 // happen, until ctx ends or the group is deleted.
 func (s *session) Watch(ctx context.Context, name string) (<-chan driver.Event, <-chan error, error) {
 	if err := s.lock("watch", name); err != nil {

@@ -73,3 +73,59 @@ func TestNativeWatch(t *testing.T) {
 		t.Fatalf("after the group was deleted: %v; want ErrGroupNotFound", err)
 	}
 }
+
+// Capabilities and forced-down marks of a live member are Updated events;
+// a mark on a member not joined, or one that changes nothing, is none.
+func TestNativeWatchUpdates(t *testing.T) {
+	ctx := context.Background()
+	url := "memory://" + t.Name()
+	open := func(member string) driver.Driver {
+		d, err := memory.Open(ctx, driver.Options{URL: url, Member: member, TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close(ctx) })
+		return d
+	}
+	obs, a := open("obs"), open("a")
+	if err := obs.CreateGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Join(ctx, "g", nil); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, _, err := obs.(driver.Watcher).Watch(wctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	updated := driver.Event{Type: driver.Updated, Group: "g", Member: "a"}
+	steps := []func() error{
+		func() error { return a.SetCapabilities(ctx, "g", []byte{0x81, 0xa1, 'k', 0x01}) },
+		func() error { return obs.SetForcedDown(ctx, "g", "a", true) },
+		func() error { return obs.SetForcedDown(ctx, "g", "ghost", true) }, // not joined: nothing
+		func() error { return obs.SetForcedDown(ctx, "g", "a", true) },     // no change: nothing
+		func() error { return obs.SetForcedDown(ctx, "g", "a", false) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		select {
+		case ev := <-events:
+			if ev != updated {
+				t.Fatalf("got %+v, want %+v", ev, updated)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no Updated event within 5s")
+		}
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("unexpected event %+v", ev)
+	default: // events are queued in the call that makes them
+	}
+}

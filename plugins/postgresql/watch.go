@@ -104,11 +104,13 @@ func (s *session) Watch(ctx context.Context, group string) (<-chan driver.Event,
 				ev = driver.Event{Type: driver.Joined, Group: group, Member: member}
 			case "l":
 				ev = driver.Event{Type: driver.Left, Group: group, Member: member}
+			case "c":
+				ev = driver.Event{Type: driver.Updated, Group: group, Member: member}
 			case "d":
 				end(driver.Errorf(backend, op, group, driver.ErrGroupNotFound))
 				return
 			default:
-				continue // capabilities or a forced-down mark: a reason to look, not an event
+				continue // unknown: the core's periodic diff still sees it
 			}
 			select {
 			case events <- ev:

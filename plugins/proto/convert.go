@@ -36,6 +36,8 @@ func FromEvent(e driver.Event) *WatchEvent {
 		t = WatchEvent_TYPE_JOINED
 	case driver.Left:
 		t = WatchEvent_TYPE_LEFT
+	case driver.Updated:
+		t = WatchEvent_TYPE_UPDATED
 	}
 	return &WatchEvent{Type: t, Group: e.Group, Member: e.Member}
 }
@@ -49,6 +51,8 @@ func (e *WatchEvent) Driver() (_ driver.Event, ok bool) {
 		t = driver.Joined
 	case WatchEvent_TYPE_LEFT:
 		t = driver.Left
+	case WatchEvent_TYPE_UPDATED:
+		t = driver.Updated
 	default:
 		return driver.Event{}, false
 	}

@@ -171,6 +171,7 @@ const (
 	WatchEvent_TYPE_UNSPECIFIED WatchEvent_Type = 0
 	WatchEvent_TYPE_JOINED      WatchEvent_Type = 1
 	WatchEvent_TYPE_LEFT        WatchEvent_Type = 2
+	WatchEvent_TYPE_UPDATED     WatchEvent_Type = 3 // capabilities or forced-down mark changed
 )
 
 // Enum value maps for WatchEvent_Type.
@@ -179,11 +180,13 @@ var (
 		0: "TYPE_UNSPECIFIED",
 		1: "TYPE_JOINED",
 		2: "TYPE_LEFT",
+		3: "TYPE_UPDATED",
 	}
 	WatchEvent_Type_value = map[string]int32{
 		"TYPE_UNSPECIFIED": 0,
 		"TYPE_JOINED":      1,
 		"TYPE_LEFT":        2,
+		"TYPE_UPDATED":     3,
 	}
 )
 
@@ -1635,16 +1638,17 @@ const file_muster_proto_rawDesc = "" +
 	"\x12LockHolderResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\tR\x06member\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x18\n" +
-	"\asession\x18\x03 \x01(\tR\asession\"\xaf\x01\n" +
+	"\asession\x18\x03 \x01(\tR\asession\"\xc1\x01\n" +
 	"\n" +
 	"WatchEvent\x125\n" +
 	"\x04type\x18\x01 \x01(\x0e2!.muster.plugin.v1.WatchEvent.TypeR\x04type\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x16\n" +
-	"\x06member\x18\x03 \x01(\tR\x06member\"<\n" +
+	"\x06member\x18\x03 \x01(\tR\x06member\"N\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vTYPE_JOINED\x10\x01\x12\r\n" +
-	"\tTYPE_LEFT\x10\x02\"\xb0\x01\n" +
+	"\tTYPE_LEFT\x10\x02\x12\x10\n" +
+	"\fTYPE_UPDATED\x10\x03\"\xb0\x01\n" +
 	"\x05Error\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.muster.plugin.v1.ErrorKindR\x04kind\x121\n" +
 	"\x05kinds\x18\x04 \x03(\x0e2\x1b.muster.plugin.v1.ErrorKindR\x05kinds\x12\x18\n" +

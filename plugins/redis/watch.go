@@ -72,8 +72,10 @@ func (s *session) Watch(ctx context.Context, group string) (<-chan driver.Event,
 			case "d":
 				end(driver.Errorf(backend, "watch", group, driver.ErrGroupNotFound))
 				return
+			case "c": // capabilities or a forced-down mark changed
+				ev = driver.Event{Type: driver.Updated, Group: group, Member: member}
 			default:
-				continue // capabilities or a forced-down mark: a reason to look, not an event
+				continue
 			}
 			select {
 			case events <- ev:

@@ -180,7 +180,22 @@ func (s *session) SetCapabilities(ctx context.Context, g string, caps []byte) er
 		return err
 	}
 	err = s.do(ctx, func() error {
-		_, err := s.conn.Set(s.groupPath(g)+"/"+s.member, storeCaps(caps), st.Version)
+		// Touching the group node in the same transaction wakes every
+		// Watch of the group (a data watch on it): one watch per group,
+		// not one per member.
+		res, err := s.conn.Multi(
+			&zk.SetDataRequest{Path: s.groupPath(g) + "/" + s.member, Data: storeCaps(caps), Version: st.Version},
+			&zk.SetDataRequest{Path: s.groupPath(g), Version: -1},
+		)
+		if err != nil && len(res) == 2 {
+			for _, r := range res {
+				for _, known := range []error{zk.ErrNoNode, zk.ErrBadVersion, zk.ErrNoAuth} {
+					if errors.Is(r.Error, known) {
+						return known
+					}
+				}
+			}
+		}
 		return err
 	})
 	if errors.Is(err, zk.ErrNoNode) {
@@ -207,10 +222,13 @@ func (s *session) SetForcedDown(ctx context.Context, g, member string, down bool
 		}
 		mark := s.marksPath(g) + "/" + member
 		if !down {
-			if err := s.conn.Delete(mark, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			if err := s.conn.Delete(mark, -1); err != nil {
+				if errors.Is(err, zk.ErrNoNode) {
+					return nil // nothing changed: wake nobody
+				}
 				return err
 			}
-			return nil
+			return s.touch(g)
 		}
 		for range 3 {
 			_, err = s.conn.Create(mark, nil, 0, s.acl)
@@ -225,7 +243,10 @@ func (s *session) SetForcedDown(ctx context.Context, g, member string, down bool
 			if errors.Is(err, zk.ErrNodeExists) {
 				return nil
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			return s.touch(g)
 		}
 		return err
 	})
@@ -233,6 +254,13 @@ func (s *session) SetForcedDown(ctx context.Context, g, member string, down bool
 		return driver.Errorf(backend, "force down", g, driver.ErrGroupNotFound)
 	}
 	return s.fail("force down", g, err)
+}
+
+// touch rewrites g's node (its data stays empty) so every Watch of g,
+// which holds a data watch on it, wakes up: marks live elsewhere.
+func (s *session) touch(g string) error {
+	_, err := s.conn.Set(s.groupPath(g), nil, -1)
+	return err
 }
 
 // Members lists g's live members: its ephemeral children (a persistent

@@ -17,15 +17,20 @@ const watchBuffer = 256
 // Watch follows group's children with ZooKeeper child watches and reports
 // each join and leave (expiries included) until ctx ends, the group is
 // deleted (Left for everyone, then ErrGroupNotFound) or the session ends.
+// A data watch on the group node, which SetCapabilities and SetForcedDown
+// touch, reports Updated (with no member: the core re-reads the group).
 func (s *session) Watch(ctx context.Context, g string) (<-chan driver.Event, <-chan error, error) {
 	if err := s.start("watch", "group", g); err != nil {
 		return nil, nil, err
 	}
 	p := s.groupPath(g)
 	var kids []string
-	var ch <-chan zk.Event
+	var ch, data <-chan zk.Event
 	err := s.do(ctx, func() error {
 		var err error
+		if _, _, data, err = s.conn.GetW(p); err != nil {
+			return err
+		}
 		kids, _, ch, err = s.conn.ChildrenW(p)
 		return err
 	})
@@ -45,12 +50,12 @@ func (s *session) Watch(ctx context.Context, g string) (<-chan driver.Event, <-c
 	go func() {
 		defer s.calls.Done()
 		defer close(events)
-		errc <- s.follow(ctx, g, p, known, ch, events)
+		errc <- s.follow(ctx, g, p, known, ch, data, events)
 	}()
 	return events, errc, nil
 }
 
-func (s *session) follow(ctx context.Context, g, p string, known map[string]bool, ch <-chan zk.Event, out chan<- driver.Event) error {
+func (s *session) follow(ctx context.Context, g, p string, known map[string]bool, ch, data <-chan zk.Event, out chan<- driver.Event) error {
 	send := func(ev driver.Event) error {
 		select {
 		case out <- ev:
@@ -69,6 +74,29 @@ func (s *session) follow(ctx context.Context, g, p string, known map[string]bool
 			if ev.Type == zk.EventNotWatching {
 				return s.fail("watch", g, fmt.Errorf("the watch stopped: %v", ev.Err))
 			}
+		case ev := <-data:
+			if ev.Type == zk.EventNotWatching {
+				return s.fail("watch", g, fmt.Errorf("the watch stopped: %v", ev.Err))
+			}
+			if ev.Type == zk.EventNodeDeleted {
+				data = nil // the child watch reports the deletion
+				continue
+			}
+			err := s.do(ctx, func() error {
+				var err error
+				_, _, data, err = s.conn.GetW(p)
+				return err
+			})
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return s.fail("watch", g, err)
+			}
+			if err := send(driver.Event{Type: driver.Updated, Group: g}); err != nil {
+				return err
+			}
+			continue
 		}
 		var kids []string
 		err := s.do(ctx, func() error {

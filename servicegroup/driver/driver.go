@@ -144,6 +144,11 @@ type EventType int
 const (
 	Joined EventType = iota + 1
 	Left
+	// Updated: a member's capabilities or its forced-down mark changed. A
+	// backend may also send it for a mark set on a member not joined, or
+	// with no Member when it cannot tell whose record changed: the core
+	// re-reads the group on every event and reports only what differs.
+	Updated
 )
 
 // Event is one membership change seen by a native watch.

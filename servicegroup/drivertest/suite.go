@@ -106,6 +106,7 @@ func Run(t *testing.T, b Backend) {
 		{"Membership", s.membershipTests()},
 		{"Names", s.nameTests()},
 		{"Watching", s.watchTests()},
+		{"Watch updates", s.updateTests()},
 		{"Leader election", s.electionTests()},
 		{"Locks", s.lockTests()},
 		{"Unsupported features", s.unsupportedTests()},

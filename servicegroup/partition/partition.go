@@ -7,7 +7,6 @@ import (
 	"math"
 	"sort"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -36,9 +35,9 @@ func WithAlgorithm(alg hashring.Algorithm) Option { return func(o *options) { o.
 // being re-created) to log. Default: none.
 func WithLogger(log *zap.Logger) Option { return func(o *options) { o.log = log } }
 
-// Partitioner is this member's view of how a group's live members split a
+// Partitioner is this member's view of how a group's up members split a
 // key space: a hash ring of the members, kept in step with the group by
-// following its Watch. Every member that builds one over the same group
+// following a servicegroup.View of it. Every member that builds one over the same group
 // computes the same owners, so each can tell on its own which keys are its
 // share. All methods are safe for concurrent use.
 type Partitioner struct {
@@ -48,8 +47,10 @@ type Partitioner struct {
 	alg    hashring.Algorithm
 	log    *zap.Logger
 
+	view *servicegroup.View
+
 	mu      sync.RWMutex
-	weights map[string]int // live members and their weights
+	weights map[string]int // up members and their weights
 	ring    *hashring.Ring
 
 	changed chan struct{}
@@ -59,12 +60,20 @@ type Partitioner struct {
 
 // New returns a Partitioner over group for sg's member, and starts following
 // the group until ctx ends or Close. It fails if the group cannot be watched
-// now (ErrGroupNotFound: join or create it first). Once following, a watch
-// that ends with an error (the group deleted and re-created, a backend
-// outage) is re-created with backoff; only ServiceGroup.Close stops it.
+// now (ErrGroupNotFound: join or create it first). It follows the group
+// through a servicegroup.View, which re-creates its watch with backoff when
+// it ends (the group deleted and re-created, a backend outage); only
+// ServiceGroup.Close stops it.
+//
+// The ring holds the members that are up: live and not forced down. A
+// member forced down owns nothing until the mark is cleared, and a change
+// of a member's weight capability moves keys at once.
 //
 // The member need not have joined: until it is listed in the group it owns
-// nothing, and it owns its share as soon as the watch sees it.
+// nothing, and it owns its share as soon as the view sees it. While the
+// view is stale (no read of the group succeeded within its bound) the
+// Partitioner keeps the last member set it saw; while the group does not
+// exist it holds no member.
 func New(ctx context.Context, sg *servicegroup.ServiceGroup, group string, opts ...Option) (*Partitioner, error) {
 	o := options{alg: hashring.Default, log: zap.NewNop()}
 	for _, opt := range opts {
@@ -77,37 +86,63 @@ func New(ctx context.Context, sg *servicegroup.ServiceGroup, group string, opts 
 		return nil, fmt.Errorf("partition: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	v, err := sg.View(ctx, group)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("partition: %w", err)
+	}
 	p := &Partitioner{
 		sg:      sg,
 		group:   group,
 		member:  sg.Member(),
 		alg:     o.alg,
 		log:     o.log.With(zap.String("group", group)),
+		view:    v,
 		changed: make(chan struct{}, 1),
 		cancel:  cancel,
 		done:    make(chan struct{}),
 	}
-	w, stop, err := p.start(ctx)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("partition: %w", err)
+	ch := v.Changed()
+	if err := p.refresh(); err != nil || p.ring == nil {
+		p.mu.Lock()
+		p.set(map[string]int{}) // the view is already stale: start empty
+		p.mu.Unlock()
 	}
-	go p.follow(ctx, w, stop)
+	go p.follow(ctx, ch)
 	return p, nil
 }
 
-// start opens a watch and resets the member set to the state the watch
-// started from, so the set and the watch's later events never disagree: a
-// separate read could list a member that joins and leaves again before the
-// watch's next look, and then no event would ever remove it.
-func (p *Partitioner) start(ctx context.Context) (*servicegroup.Watch, context.CancelFunc, error) {
-	wctx, stop := context.WithCancel(ctx)
-	w, err := p.sg.Watch(wctx, p.group)
-	if err != nil {
-		stop()
-		return nil, nil, err
+// follow rebuilds the ring on every change of the view.
+func (p *Partitioner) follow(ctx context.Context, ch <-chan struct{}) {
+	defer close(p.done)
+	defer p.view.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+		ch = p.view.Changed()
+		if err := p.refresh(); errors.Is(err, servicegroup.ErrClosed) {
+			p.log.Info("service group closed; partitioner stops following")
+			return
+		}
 	}
-	ms := w.Initial()
+}
+
+// refresh installs the view's up members as the ring. A stale view
+// changes nothing; a missing group empties the ring.
+func (p *Partitioner) refresh() error {
+	ms, err := p.view.GetAll()
+	switch {
+	case errors.Is(err, servicegroup.ErrGroupNotFound):
+		ms = nil
+	case errors.Is(err, servicegroup.ErrStale):
+		p.log.Warn("view is stale; keeping the last member set", zap.Error(err))
+		return err
+	case err != nil:
+		return err
+	}
 	weights := make(map[string]int, len(ms))
 	for _, m := range ms {
 		weights[m.ID] = p.weight(m.ID, m.Capabilities)
@@ -115,81 +150,7 @@ func (p *Partitioner) start(ctx context.Context) (*servicegroup.Watch, context.C
 	p.mu.Lock()
 	p.set(weights)
 	p.mu.Unlock()
-	return w, stop, nil
-}
-
-func drain(w *servicegroup.Watch) {
-	for range w.Events() {
-	}
-}
-
-// follow applies the watch's events, and re-creates the watch when it ends
-// for any reason but ctx.
-func (p *Partitioner) follow(ctx context.Context, w *servicegroup.Watch, stop context.CancelFunc) {
-	defer close(p.done)
-	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
-	backoff := minBackoff
-	for {
-		if w != nil {
-			for ev := range w.Events() {
-				p.apply(ev)
-			}
-			stop()
-			if ctx.Err() != nil {
-				return
-			}
-			err := w.Err()
-			if errors.Is(err, servicegroup.ErrClosed) {
-				p.log.Info("service group closed; partitioner stops following")
-				return
-			}
-			p.log.Warn("watch ended; re-creating it", zap.Error(err))
-			w = nil
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		var err error
-		w, stop, err = p.start(ctx)
-		switch {
-		case err == nil:
-			backoff = minBackoff
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, servicegroup.ErrClosed):
-			p.log.Info("service group closed; partitioner stops following")
-			return
-		default:
-			p.log.Warn("re-creating watch failed; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
-			backoff = min(backoff*2, maxBackoff)
-		}
-	}
-}
-
-func (p *Partitioner) apply(ev servicegroup.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch ev.Type {
-	case servicegroup.MemberJoined:
-		w := p.weight(ev.Member, ev.Capabilities)
-		if old, ok := p.weights[ev.Member]; ok && old == w {
-			return
-		}
-		next := maps(p.weights)
-		next[ev.Member] = w
-		p.set(next)
-	case servicegroup.MemberLeft:
-		// A Left for a member never seen (it joined and left between two
-		// reads) is not an error: tooz raised UnknownNode here.
-		if _, ok := p.weights[ev.Member]; !ok {
-			return
-		}
-		next := maps(p.weights)
-		delete(next, ev.Member)
-		p.set(next)
-	}
+	return nil
 }
 
 func maps(m map[string]int) map[string]int {
@@ -345,8 +306,8 @@ func (p *Partitioner) Owners(key []byte, replicas int) []string {
 	return p.Ring().Owners(key, replicas)
 }
 
-// Members returns the group's live members as this Partitioner sees them,
-// sorted.
+// Members returns the group's members in the ring (live, not forced down)
+// as this Partitioner sees them, sorted.
 func (p *Partitioner) Members() []string {
 	p.mu.RLock()
 	out := make([]string, 0, len(p.weights))
@@ -377,3 +338,8 @@ func (p *Partitioner) Close() {
 	p.cancel()
 	<-p.done
 }
+
+// View is the view of the group the Partitioner follows: IsUp and GetAll
+// from memory, with the same member set the ring was built from (or a
+// newer one).
+func (p *Partitioner) View() *servicegroup.View { return p.view }
