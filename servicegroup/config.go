@@ -61,6 +61,9 @@ type Config struct {
 	WatchInterval time.Duration
 	// Logger receives diagnostics. Default: none.
 	Logger *zap.Logger
+	// Observer is told what the session does, for metrics (see package
+	// servicegroup/metrics). Default: none, at no cost.
+	Observer Observer
 }
 
 // withDefaults fills defaults and checks the rest.

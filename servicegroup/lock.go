@@ -143,6 +143,7 @@ func (l *Lock) acquired(e *epoch, tok Token) bool {
 	l.held, l.token, l.ep, l.lost = true, tok, e, make(chan struct{})
 	l.mu.Unlock()
 	e.locks[l] = tok
+	s.observeLock(l.name, true, false)
 	return true
 }
 
@@ -280,6 +281,7 @@ func (l *Lock) drop(e *epoch, tok Token, lost bool) {
 	defer l.mu.Unlock()
 	if l.held && l.ep == e && l.token == tok {
 		l.held = false
+		s.observeLock(l.name, false, lost) // before Lost fires: a reader sees it counted
 		if lost {
 			close(l.lost)
 		}
@@ -323,6 +325,7 @@ func (l *Lock) markLost(e *epoch, tok Token) {
 	defer l.mu.Unlock()
 	if l.held && l.ep == e && l.token == tok {
 		l.held = false
+		l.sg.observeLock(l.name, false, true) // before Lost fires: a reader sees it counted
 		close(l.lost)
 	}
 }

@@ -10,9 +10,14 @@ import (
 // The keeper treats a dead plugin like any lost session: it calls the
 // factory again, which restarts the plugin with backoff.
 func pluginFactory(cfg Config, scheme string) (driver.Factory, error) {
-	return host.Config{
+	hc := host.Config{
 		Dir:       cfg.PluginDir,
 		Checksums: cfg.PluginChecksums,
 		Logger:    cfg.Logger,
-	}.Factory(scheme), nil
+	}
+	if o := cfg.Observer; o != nil {
+		hc.OnStart = func(p string, restart bool) { o.PluginProcess(p, true, restart, false) }
+		hc.OnExit = func(p string, lost bool) { o.PluginProcess(p, false, false, lost) }
+	}
+	return hc.Factory(scheme), nil
 }

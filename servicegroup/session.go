@@ -30,6 +30,8 @@ type ServiceGroup struct {
 	renewed chan struct{}      // closed (and replaced) when a new session is up
 	joined  map[string]*joined // groups this member is in, to re-join
 	closed  bool
+	state   SessionState // as last told to cfg.Observer
+	lostWhy string       // why the current session was lost
 
 	// groups serializes Join, Leave and re-joins per group, so a join whose
 	// caller gave up is resolved before the next one starts.
@@ -76,6 +78,8 @@ func (s *ServiceGroup) Config() Config { return s.cfg }
 // doing, even blocked in a hung heartbeat.
 func (s *ServiceGroup) install(d driver.Driver, openedAt time.Duration) *epoch {
 	e := newEpoch(d, openedAt, s.cfg.MemberTTL)
+	e.drv = observed(d, s.cfg.Observer)
+	s.setState(SessionUp)
 	e.timer = time.AfterFunc(time.Duration(e.deadline.Load())-monoNow(), func() {
 		if s.kill(e, "no heartbeat succeeded before the session's deadline (member TTL less the safety margin)") {
 			s.poke()
@@ -112,7 +116,7 @@ func (s *ServiceGroup) keep() {
 		case <-s.stop:
 			return
 		case <-e.drv.Done():
-			s.recover(e, "backend ended the session")
+			s.recover(e, whyBackendEnded)
 		case <-s.kick:
 			s.beat(e)
 		case <-t.C:
@@ -134,6 +138,9 @@ func (s *ServiceGroup) beat(e *epoch) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	err := e.drv.Heartbeat(ctx)
 	cancel()
+	if o := s.cfg.Observer; o != nil {
+		o.Heartbeat(monoNow()-sent, err)
+	}
 	switch {
 	case errors.Is(err, driver.ErrSessionLost) || errors.Is(err, driver.ErrClosed):
 		s.recover(e, err.Error())
@@ -209,6 +216,8 @@ func (s *ServiceGroup) kill(e *epoch, why string) bool {
 		for _, j := range s.joined {
 			j.pending = true
 		}
+		s.lostWhy = why
+		s.setState(SessionLost)
 	}
 	closed := s.closed
 	s.mu.Unlock()
@@ -251,7 +260,11 @@ func (s *ServiceGroup) recover(old *epoch, why string) {
 			e := s.install(d, began(d, started))
 			close(s.renewed)
 			s.renewed = make(chan struct{})
+			why := s.lostWhy
 			s.mu.Unlock()
+			if o := s.cfg.Observer; o != nil {
+				o.SessionReopened(lossReason(why))
+			}
 			s.rejoinPending(e)
 			s.log.Info("session re-opened")
 			return
@@ -508,6 +521,7 @@ func (s *ServiceGroup) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	s.setState("")
 	close(s.stop)
 	s.mu.Unlock()
 	s.wg.Wait()

@@ -35,6 +35,7 @@ import (
 	"github.com/musterhq/muster/agents/internal/host"
 	"github.com/musterhq/muster/servicegroup"
 	"github.com/musterhq/muster/servicegroup/hashring"
+	"github.com/musterhq/muster/servicegroup/metrics"
 	"github.com/musterhq/muster/servicegroup/partition"
 )
 
@@ -74,6 +75,10 @@ type Options struct {
 	// Ready, if set, is called once the agent has joined and serves, with
 	// the URL of its /status.
 	Ready func(statusURL string)
+	// Metrics, if set, observes the session (unless Session.Observer is
+	// set), follows both groups' members and this agent's share of the
+	// tasks, and is served on GET /metrics.
+	Metrics *metrics.Metrics
 }
 
 // Record is one poll, written as a JSON line.
@@ -115,6 +120,7 @@ type agent struct {
 	o      Options
 	sg     *servicegroup.ServiceGroup
 	part   *partition.Partitioner
+	tasksV *servicegroup.View // the tasks group in memory, once it exists
 	log    *zap.SugaredLogger
 	client *http.Client
 	outMu  sync.Mutex
@@ -159,6 +165,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.Session.Logger == nil {
 		o.Session.Logger = o.Logger
 	}
+	if o.Metrics != nil && o.Session.Observer == nil {
+		o.Session.Observer = o.Metrics
+	}
 	a := &agent{
 		o:            o,
 		log:          o.Logger.Sugar().With("agent", "central", "member", o.Session.Member),
@@ -202,6 +211,9 @@ func Run(ctx context.Context, o Options) error {
 		host.WriteJSON(w, a.status(r.Context()))
 	})
 	mux.HandleFunc("GET /healthz", host.Healthz(a.sg, o.Group))
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", o.Metrics.Handler())
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -216,6 +228,15 @@ func Run(ctx context.Context, o Options) error {
 		defer wg.Done()
 		a.lead(ctx)
 	}()
+	for _, g := range slices.Compact([]string{o.Group, o.TasksGroup}) {
+		if o.Metrics != nil && g != "" {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o.Metrics.Follow(ctx, a.sg, g)
+			}()
+		}
+	}
 
 	a.log.Infow("central agent up", "group", o.Group, "status_url", statusURL,
 		"tasks_group", o.TasksGroup, "static_tasks", len(o.Tasks),
@@ -227,6 +248,9 @@ func Run(ctx context.Context, o Options) error {
 	cancel()
 	wg.Wait()
 	a.part.Close()
+	if a.tasksV != nil {
+		a.tasksV.Close()
+	}
 	if err := host.Leave(a.sg, o.Group); err != nil {
 		a.log.Warnw("leaving the group failed; the backend drops the member after its TTL", "error", err)
 	} else {
@@ -277,6 +301,9 @@ func (a *agent) refresh(ctx context.Context) {
 		}
 	}
 	changed := !slices.Equal(ids(mine), ids(a.assigned))
+	if a.o.Metrics != nil {
+		a.o.Metrics.SetPartition(a.o.Group, len(mine), changed)
+	}
 	a.assigned = mine
 	split := summary(len(tasks), ring, owners)
 	splitChanged := split != a.split
@@ -327,9 +354,21 @@ func (a *agent) readTasks(ctx context.Context) (tasks []task, ok bool) {
 	seen := map[string]bool{}
 	ok = true
 	if g := a.o.TasksGroup; g != "" {
-		rctx, cancel := context.WithTimeout(ctx, a.client.Timeout)
-		ms, err := a.sg.Members(rctx, g)
-		cancel()
+		// Read from a View of the group (no round trip per refresh); it is
+		// made once the group exists, and says when it is stale.
+		var ms []servicegroup.Member
+		var err error
+		if a.tasksV == nil {
+			rctx, cancel := context.WithTimeout(ctx, a.client.Timeout)
+			a.tasksV, err = a.sg.View(ctx, g)
+			if err == nil {
+				err = a.tasksV.Synced(rctx)
+			}
+			cancel()
+		}
+		if a.tasksV != nil && err == nil {
+			ms, err = a.tasksV.Members()
+		}
 		switch {
 		case errors.Is(err, servicegroup.ErrGroupNotFound):
 			// No compute agent yet.

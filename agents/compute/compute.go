@@ -20,6 +20,7 @@ import (
 
 	"github.com/musterhq/muster/agents/internal/host"
 	"github.com/musterhq/muster/servicegroup"
+	"github.com/musterhq/muster/servicegroup/metrics"
 )
 
 // DefaultGroup is the group compute agents join.
@@ -44,6 +45,11 @@ type Options struct {
 	// Ready, if set, is called once the agent has joined and serves, with
 	// the URL of its /status.
 	Ready func(statusURL string)
+	// Metrics, if set, observes the session (unless Session.Observer is
+	// set) and is served on GET /metrics. The agent does not follow the
+	// group's members: every compute agent listing the whole group would
+	// load the backend with the fleet's size squared.
+	Metrics *metrics.Metrics
 }
 
 // Status is the body of GET /status.
@@ -82,6 +88,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.Session.Logger == nil {
 		o.Session.Logger = o.Logger
 	}
+	if o.Metrics != nil && o.Session.Observer == nil {
+		o.Session.Observer = o.Metrics
+	}
 	log := o.Logger.Sugar().With("agent", "compute", "member", o.Session.Member)
 
 	ln, statusURL, err := host.Listen(o.Listen, "/status")
@@ -108,6 +117,9 @@ func Run(ctx context.Context, o Options) error {
 		host.WriteJSON(w, status(o, sg.Member(), joined))
 	})
 	mux.HandleFunc("GET /healthz", host.Healthz(sg, o.Group))
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", o.Metrics.Handler())
+	}
 
 	log.Infow("compute agent up", "group", o.Group, "status_url", statusURL, "capabilities", caps)
 	if o.Ready != nil {

@@ -36,6 +36,13 @@ type Config struct {
 	// (not Open, which the caller's context and DialTimeout bound).
 	// Default: 10s.
 	StartTimeout time.Duration
+	// OnStart, if set, is called after each plugin process a Factory
+	// started has opened its session; restart is false only for the
+	// Factory's first. For metrics: it must not block.
+	OnStart func(plugin string, restart bool)
+	// OnExit, if set, is called when a plugin session ends; lost is false
+	// only when it ended through Close. For metrics: it must not block.
+	OnExit func(plugin string, lost bool)
 }
 
 // DefaultStartTimeout is Config.StartTimeout's default.
@@ -95,6 +102,7 @@ type factory struct {
 	mu        sync.Mutex
 	failures  int
 	notBefore time.Time
+	started   bool // a plugin process has been started
 }
 
 func (f *factory) open(ctx context.Context, opts driver.Options) (driver.Driver, error) {
@@ -117,13 +125,21 @@ func (f *factory) open(ctx context.Context, opts driver.Options) (driver.Driver,
 	}
 	f.mu.Lock()
 	f.notBefore = time.Time{}
+	restart := f.started
+	f.started = true
 	f.mu.Unlock()
+	if f.cfg.OnStart != nil {
+		f.cfg.OnStart(Plugin(f.scheme), restart)
+	}
 	return s.driver(), nil
 }
 
 // ended counts a session that was lost soon after it started as a failed
 // start, so a plugin that crashes at once is restarted with backoff.
 func (f *factory) ended(lived time.Duration, lost bool) {
+	if f.cfg.OnExit != nil {
+		f.cfg.OnExit(Plugin(f.scheme), lost)
+	}
 	if lost && lived < stableAfter {
 		f.failed()
 		return
