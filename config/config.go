@@ -19,6 +19,7 @@ type Config struct {
 	Session Session `toml:"session"`
 	Log     Log     `toml:"log"`
 	Agent   Agents  `toml:"agent"`
+	Metrics Metrics `toml:"metrics"`
 
 	// File is where the configuration came from ("" for defaults only).
 	File string `toml:"-"`
@@ -64,6 +65,15 @@ type Log struct {
 	Format string `toml:"format"`
 }
 
+// Metrics configures the Prometheus endpoint of agents and long-running
+// commands.
+type Metrics struct {
+	// Listen is the HTTP address of GET /metrics (HOST:PORT); the
+	// --metrics-listen flag overrides it. Default: none (agents still
+	// serve /metrics on their status listener).
+	Listen string `toml:"listen"`
+}
+
 // Agents configures `muster agent compute` and `muster agent central`.
 type Agents struct {
 	Compute Compute `toml:"compute"`
@@ -100,6 +110,34 @@ type Central struct {
 	Output string `toml:"output"`
 	// Algorithm is the hash ring: "muster" (default) or "tooz".
 	Algorithm string `toml:"algorithm"`
+}
+
+// Lower bounds of the durations, checked by Validate for the file and the
+// command line alike. Below them a setting is a typo (1ns for 1s), not a
+// tuning: each heartbeat, poll or watch is a backend round trip (a file
+// write, a network request) of around a millisecond, so a shorter interval
+// only spins the CPU and floods the log; a TTL shorter than a scheduling
+// hiccup of a loaded host marks healthy members down; starting a plugin
+// process and its handshake alone takes tens of milliseconds.
+const (
+	MinHeartbeatInterval = 10 * time.Millisecond
+	MinMemberTTL         = 100 * time.Millisecond
+	MinWatchInterval     = 10 * time.Millisecond
+	MinPollInterval      = 10 * time.Millisecond
+	MinDialTimeout       = 100 * time.Millisecond
+)
+
+// atLeast says why d is out of bounds, or "" when it is not.
+func atLeast(d, least time.Duration, zeroOK bool) string {
+	switch {
+	case d == 0 && zeroOK:
+		return ""
+	case d <= 0:
+		return fmt.Sprintf("%v: must be positive (at least %v)", d, least)
+	case d < least:
+		return fmt.Sprintf("%v is too short: at least %v", d, least)
+	}
+	return ""
 }
 
 // Duration is a time.Duration written as "1s", "250ms".

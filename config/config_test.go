@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +90,17 @@ func TestParseErrors(t *testing.T) {
 		{"bad level", "[log]\nlevel = \"loud\"\n", 2, "log.level", "loud"},
 		{"syntax", "[backend\nurl = 1\n", 2, "", "end table name"},
 		{"bad algorithm", "[agent.central]\nalgorithm = \"maglev\"\n", 2, "agent.central.algorithm", "maglev"},
+		{"string for integer", "[backend]\nurl = 1\n", 2, "backend.url", "want a string in quotes, found an integer"},
+		{"string for table", "backend = \"file:///x\"\n", 1, "backend", "want a table"},
+		{"interval too short", "[session]\nheartbeat_interval = \"1ns\"\n", 2, "session.heartbeat_interval", "at least 10ms"},
+		{"ttl too short", "[session]\nmember_ttl = \"1ms\"\n", 2, "session.member_ttl", "at least 100ms"},
+		{"poll too short", "[agent.central]\npoll_interval = \"1ms\"\n", 2, "agent.central.poll_interval", "at least 10ms"},
+		{"watch too short", "[session]\nwatch_interval = \"1us\"\n", 2, "session.watch_interval", "at least 10ms"},
+		{"dial too short", "[backend]\ndial_timeout = \"1ms\"\n", 2, "backend.dial_timeout", "at least 100ms"},
+		{"bad tasks group", "[agent.central]\ntasks_group = \"a/b\"\n", 2, "agent.central.tasks_group", "path separator"},
+		{"blank group", "[agent.compute]\ngroup = \" \"\n", 2, "agent.compute.group", "whitespace"},
+		{"bad weight", "[agent.compute.capabilities]\nweight = \"heavy\"\n", 2, "agent.compute.capabilities.weight", "not an integer"},
+		{"negative weight", "[agent.compute.capabilities]\nweight = -1\n", 2, "agent.compute.capabilities.weight", "below 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("m.toml", tc.text)
@@ -108,8 +121,25 @@ func TestParseErrors(t *testing.T) {
 
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load("/nonexistent/muster.toml")
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/muster.toml") {
-		t.Fatalf("got %v", err)
+	if err == nil || strings.Count(err.Error(), "/nonexistent/muster.toml") != 1 {
+		t.Fatalf("got %v; want the path named once", err)
+	}
+}
+
+// A relative plugin_dir is relative to the config file, not to the
+// working directory.
+func TestRelativePluginDir(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "muster.toml")
+	if err := os.WriteFile(p, []byte("[backend]\nplugin_dir = \"bin\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "bin"); c.Backend.PluginDir != want {
+		t.Fatalf("plugin_dir %q; want %q", c.Backend.PluginDir, want)
 	}
 }
 

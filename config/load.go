@@ -6,12 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/musterhq/muster/servicegroup/driver"
+	"github.com/musterhq/muster/servicegroup/hashring"
+	"github.com/musterhq/muster/servicegroup/partition"
 )
 
 // Error is a configuration problem, naming the file, the line and the key.
@@ -45,9 +50,24 @@ func Load(path string) (Config, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, &Error{File: path, Msg: err.Error()}
+		// The path is the Error's File already: say it once.
+		msg := err.Error()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		return Config{}, &Error{File: path, Msg: msg}
 	}
-	return Parse(path, string(data))
+	c, err := Parse(path, string(data))
+	if err != nil {
+		return c, err
+	}
+	// A relative plugin_dir is the config file's neighbour, wherever the
+	// command runs from (as systemd units run from /).
+	if d := c.Backend.PluginDir; d != "" && !filepath.IsAbs(d) {
+		c.Backend.PluginDir = filepath.Join(filepath.Dir(path), d)
+	}
+	return c, nil
 }
 
 // Parse decodes TOML text (name is for messages) over the defaults, then
@@ -70,6 +90,9 @@ func Parse(name, text string) (Config, error) {
 				}
 			}
 			return Config{}, &Error{File: name, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}
+		}
+		if te := typeError(name, err.Error(), lines); te != nil {
+			return Config{}, te
 		}
 		return Config{}, &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
 	}
@@ -95,6 +118,64 @@ func Parse(name, text string) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// tomlTypeError matches the TOML decoder's type errors, which name Go types:
+// "toml: line 2 (last key "backend.url"): incompatible types: TOML value has
+// type int64; destination has type string" and "type mismatch for
+// config.Backend: expected table but found string".
+var (
+	tomlTypeError  = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "([^"]*)"\): (.*)$`)
+	incompatible   = regexp.MustCompile(`^incompatible types: TOML value has type (\S+); destination has type (\S+)$`)
+	tableMismatch  = regexp.MustCompile(`^type mismatch for (\S+): expected table but found (\S+)$`)
+	operatorsTypes = map[string]string{
+		"string": "a string", "int64": "an integer", "float64": "a number",
+		"bool": "true or false", "map[string]any": "a table", "[]any": "an array",
+		"[]map[string]any": "an array of tables", "time.Time": "a date",
+		"time.LocalDate": "a date", "time.LocalTime": "a time", "time.LocalDateTime": "a date and time",
+	}
+)
+
+// typeError says a TOML type error in the operator's words, naming the key
+// and its line; nil if msg is not one.
+func typeError(file, msg string, lines map[string]int) *Error {
+	m := tomlTypeError.FindStringSubmatch(msg)
+	if m == nil {
+		return nil
+	}
+	key, what := m[2], m[3]
+	line := lines[key]
+	if line == 0 && m[1] != "" {
+		fmt.Sscan(m[1], &line)
+	}
+	found := func(t string) string {
+		if s, ok := operatorsTypes[t]; ok {
+			return s
+		}
+		return "a value of another type"
+	}
+	switch {
+	case incompatible.MatchString(what):
+		t := incompatible.FindStringSubmatch(what)
+		want := "a string in quotes"
+		switch {
+		case strings.Contains(t[2], "Duration") || strings.Contains(t[2], "TextUnmarshaler"):
+			want = `a duration in quotes (e.g. "1s", "500ms")`
+		case strings.HasPrefix(t[2], "int"):
+			want = "an integer"
+		case t[2] == "bool":
+			want = "true or false"
+		case strings.HasPrefix(t[2], "[]"):
+			want = `an array (e.g. ["a", "b"])`
+		case strings.HasPrefix(t[2], "map"):
+			want = "a table"
+		}
+		what = fmt.Sprintf("want %s, found %s", want, found(t[1]))
+	case tableMismatch.MatchString(what):
+		t := tableMismatch.FindStringSubmatch(what)
+		what = fmt.Sprintf("want a table ([%s] or %s = { ... }), found %s", key, key[strings.LastIndex(key, ".")+1:], found(t[2]))
+	}
+	return &Error{File: file, Line: line, Key: key, Msg: what}
 }
 
 // Validate checks values the TOML types cannot.
@@ -127,11 +208,20 @@ func (c Config) Validate() error {
 			return bad("session.member", "%v", err)
 		}
 	}
-	if c.Session.HeartbeatInterval.Duration <= 0 {
-		return bad("session.heartbeat_interval", "must be positive")
-	}
-	if c.Session.MemberTTL.Duration <= 0 {
-		return bad("session.member_ttl", "must be positive")
+	for _, b := range []struct {
+		key      string
+		d, least time.Duration
+		zeroOK   bool // 0 means "the default"
+	}{
+		{"backend.dial_timeout", c.Backend.DialTimeout.Duration, MinDialTimeout, false},
+		{"session.heartbeat_interval", c.Session.HeartbeatInterval.Duration, MinHeartbeatInterval, false},
+		{"session.member_ttl", c.Session.MemberTTL.Duration, MinMemberTTL, false},
+		{"session.watch_interval", c.Session.WatchInterval.Duration, MinWatchInterval, true},
+		{"agent.central.poll_interval", c.Agent.Central.PollInterval.Duration, MinPollInterval, false},
+	} {
+		if why := atLeast(b.d, b.least, b.zeroOK); why != "" {
+			return bad(b.key, "%s", why)
+		}
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
@@ -148,13 +238,13 @@ func (c Config) Validate() error {
 			return bad(key, "%v", err)
 		}
 	}
+	if _, err := partition.Weight(c.Agent.Compute.Capabilities); err != nil {
+		return bad("agent.compute.capabilities.weight", "%v (want a whole number from 1 to %d)", err, hashring.MaxWeight)
+	}
 	if tg := c.Agent.Central.TasksGroupOrDefault(); tg != "" {
 		if err := driver.ValidateName("group", tg); err != nil {
 			return bad("agent.central.tasks_group", "%v", err)
 		}
-	}
-	if c.Agent.Central.PollInterval.Duration <= 0 {
-		return bad("agent.central.poll_interval", "must be positive")
 	}
 	switch c.Agent.Central.Algorithm {
 	case "muster", "tooz":

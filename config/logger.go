@@ -19,6 +19,9 @@ func (l Log) Logger() (*zap.Logger, error) {
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	// Durations as people write them ("5s", "1000h0m0s"), not as float
+	// seconds.
+	ec.EncodeDuration = zapcore.StringDurationEncoder
 	var enc zapcore.Encoder
 	if l.Format == "json" {
 		enc = zapcore.NewJSONEncoder(ec)

@@ -74,6 +74,7 @@ func runAgentCompute(ctx context.Context, e *env, _ []string) error {
 		Listen:       c.Listen,
 		Capabilities: c.Capabilities,
 		Logger:       e.log,
+		Metrics:      e.mx.collectors(),
 	})
 }
 
@@ -128,6 +129,7 @@ func runAgentCentral(ctx context.Context, e *env, _ []string) error {
 		Output:       out,
 		Algorithm:    alg,
 		Logger:       e.log,
+		Metrics:      e.mx.collectors(),
 	})
 }
 

@@ -22,9 +22,9 @@ func init() {
 		help: "run CMD while holding the lock NAME (like flock(1)); exits with CMD's status; MUSTER_FENCING_TOKEN is set for CMD; " +
 			"CMD runs in its own process group, which gets SIGTERM, then SIGKILL after --kill-after, when the lock is lost or muster is signalled; the lock is released only once the whole group is gone",
 		flags: func(fs *flag.FlagSet, o *opts) {
-			fs.DurationVar(&o.timeout, "timeout", 0, "give up waiting after `duration` (0: wait forever)")
+			fs.DurationVar(&o.timeout, "timeout", 0, "give up waiting for the lock after `duration` (0: wait forever); exit 1")
 			fs.BoolVar(&o.noWait, "no-wait", false, "fail at once if the lock is held")
-			fs.DurationVar(&lockKillAfter, "kill-after", defaultKillAfter, "SIGKILL CMD's process group this `long` after SIGTERM/SIGINT")
+			fs.DurationVar(&lockKillAfter, "kill-after", defaultKillAfter, "SIGKILL CMD's process group this `duration` after SIGTERM/SIGINT")
 		},
 		nargs: atLeast(2),
 		run:   runLock,

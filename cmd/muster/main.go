@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -68,6 +67,7 @@ type env struct {
 	log    *zap.Logger
 	stdout io.Writer
 	stderr io.Writer
+	mx     *metricsRun // metrics of this command, nil when off (metrics.go)
 }
 
 // exitError carries a specific exit status.
@@ -101,46 +101,49 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(stderr, "muster: %v\n", oneLine(ee.err))
+			fmt.Fprintf(stderr, "muster: %v\n", errorText(ee.err))
 		}
 		return ee.code
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintf(stderr, "muster: %v\n", oneLine(err))
+	fmt.Fprintf(stderr, "muster: %v\n", errorText(err))
 	return 2
 }
 
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
-
 func dispatch(args []string, stdout, stderr io.Writer) error {
+	addMetricsFlags()
 	var o opts
 	global := flag.NewFlagSet("muster", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	globalFlags(global, &o)
+	showVersion := global.Bool("version", false, "print the version and exit")
 	name, rest, err := splitCommand(global, args)
 	if err != nil {
-		return err
+		return flagError(global, err)
 	}
-	if name == "" || name == "help" {
-		usage(stdout)
-		if name == "" {
-			return &exitError{code: 2, err: errors.New("no command given")}
-		}
-		return nil
+	if *showVersion {
+		name = "version"
+	}
+	if done, err := meta(name, rest, stdout); done {
+		return err
 	}
 	if name == "agent" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		name, rest = "agent "+rest[0], rest[1:]
 	}
 	c, ok := commands[name]
 	if !ok {
-		return fmt.Errorf("unknown command %q (run \"muster help\")", name)
+		return unknownCommand(name)
 	}
 	// Global flags given before the command are kept: set them again on
 	// the command's flag set, which registers them anew.
 	given := map[string]string{}
-	global.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+	global.Visit(func(f *flag.Flag) {
+		if f.Name != "version" {
+			given[f.Name] = f.Value.String()
+		}
+	})
 	fs := flag.NewFlagSet("muster "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	globalFlags(fs, &o)
@@ -153,12 +156,10 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "usage: muster %s\n\n%s\n\nflags:\n", c.usage, c.help)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
+			commandHelp(stdout, name)
 			return flag.ErrHelp
 		}
-		return fmt.Errorf("%s: %v (usage: muster %s)", name, err, c.usage)
+		return fmt.Errorf("%s: %v (usage: muster %s)", name, flagError(fs, err), c.usage)
 	}
 	if !c.nargs(len(pos)) {
 		return fmt.Errorf("%s: wrong number of arguments (usage: muster %s)", name, c.usage)
@@ -170,16 +171,21 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	defer func() { _ = e.log.Sync() }()
 	ctx, stop := signalContext()
 	defer stop()
+	stopMetrics, err := e.serveMetrics(ctx, name, pos)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	return c.run(ctx, e, pos)
 }
 
 func globalFlags(fs *flag.FlagSet, o *opts) {
 	fs.StringVar(&o.config, "config", os.Getenv("MUSTER_CONFIG"), "configuration `file` (TOML); default $MUSTER_CONFIG")
 	fs.StringVar(&o.url, "url", "", "backend `URL`, overriding the config (e.g. file:///var/lib/muster)")
-	fs.StringVar(&o.mode, "mode", "", "run the backend as a `plugin` or `inprocess`, overriding the config")
-	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 0, "heartbeat `interval`, overriding the config")
-	fs.DurationVar(&o.ttl, "member-ttl", 0, "member `TTL`, overriding the config")
-	fs.BoolVar(&o.json, "json", false, "print JSON")
+	fs.StringVar(&o.mode, "mode", "", "backend `mode`, overriding the config: plugin (a child process) or inprocess (linked in)")
+	fs.DurationVar(&o.heartbeat, "heartbeat-interval", 0, "heartbeat `interval`, overriding the config (at least "+config.MinHeartbeatInterval.String()+")")
+	fs.DurationVar(&o.ttl, "member-ttl", 0, "member `TTL`, overriding the config (at least "+config.MinMemberTTL.String()+"; raised to 2.5 heartbeat intervals if not above one)")
+	fs.BoolVar(&o.json, "json", false, "print JSON instead of text (commands that print data: groups, members, is-up, leader, ring, watch)")
 }
 
 // splitCommand parses global flags up to the command name.
@@ -225,20 +231,9 @@ func newEnv(o opts, fs *flag.FlagSet, longRunning bool, stdout, stderr io.Writer
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if set["url"] {
-		cfg.Backend.URL = o.url
-	}
-	if set["mode"] {
-		cfg.Backend.Mode = o.mode
-	}
-	if set["heartbeat-interval"] {
-		cfg.Session.HeartbeatInterval.Duration = o.heartbeat
-	}
-	if set["member-ttl"] {
-		cfg.Session.MemberTTL.Duration = o.ttl
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("%w (after command-line overrides)", err)
+	applyFlags(&cfg, o, set)
+	if err := validate(cfg, set); err != nil {
+		return nil, err
 	}
 	if cfg.Log.Level == "" && !longRunning {
 		cfg.Log.Level = "warn"
@@ -257,21 +252,12 @@ func (e *env) open(ctx context.Context, member string) (*servicegroup.ServiceGro
 		c.Member = member
 	}
 	c.Logger = e.log
-	return servicegroup.Open(ctx, c)
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: muster [--config FILE] [--url URL] [--mode plugin|inprocess] [--heartbeat-interval D] [--member-ttl D] [--json] COMMAND [ARGS]")
-	fmt.Fprintln(w, "\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+	c.Observer = e.observer()
+	sg, err := servicegroup.Open(ctx, c)
+	if err == nil {
+		e.followMetrics(sg)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-38s %s\n", commands[n].usage, commands[n].help)
-	}
-	fmt.Fprintln(w, "\nrun \"muster COMMAND --help\" for a command's flags")
+	return sg, err
 }
 
 func exactly(n int) func(int) bool { return func(k int) bool { return k == n } }

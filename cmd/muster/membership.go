@@ -12,18 +12,22 @@ import (
 
 	"github.com/musterhq/muster/servicegroup"
 	"github.com/musterhq/muster/servicegroup/driver"
+	"github.com/musterhq/muster/servicegroup/hashring"
+	"github.com/musterhq/muster/servicegroup/partition"
 )
 
 func init() {
 	commands["groups"] = &command{
-		usage: "groups",
-		help:  "list the groups",
+		usage: "groups [--format table|lines]",
+		help:  "list the groups (a table with member counts on a terminal; --json: an array of names)",
+		flags: formatFlag,
 		nargs: exactly(0),
 		run:   runGroups,
 	}
 	commands["members"] = &command{
-		usage: "members GROUP",
-		help:  "list a group's live members (--json: id, capabilities, updated_at, up)",
+		usage: "members GROUP [--format table|lines]",
+		help:  "list a group's live members: id, state (up or forced-down), last heartbeat, capabilities (--json: id, capabilities, updated_at, up, forced_down)",
+		flags: formatFlag,
 		nargs: exactly(1),
 		run:   runMembers,
 	}
@@ -70,10 +74,25 @@ func runGroups(ctx context.Context, e *env, _ []string) error {
 		}
 		return json.NewEncoder(e.stdout).Encode(gs)
 	}
-	for _, g := range gs {
-		fmt.Fprintln(e.stdout, g)
+	table, err := tableOutput(e.stdout)
+	if err != nil {
+		return err
 	}
-	return nil
+	rows := make([]groupRow, 0, len(gs))
+	for _, g := range gs {
+		r := groupRow{name: g}
+		if table {
+			ms, err := sg.Members(ctx, g)
+			r.live, r.listError = len(ms), err
+			for _, m := range ms {
+				if m.Up() {
+					r.up++
+				}
+			}
+		}
+		rows = append(rows, r)
+	}
+	return printGroups(e.stdout, rows, table)
 }
 
 // memberJSON is a member as `members --json` prints it.
@@ -86,6 +105,10 @@ type memberJSON struct {
 }
 
 func runMembers(ctx context.Context, e *env, args []string) error {
+	table, err := tableOutput(e.stdout)
+	if err != nil {
+		return err
+	}
 	sg, err := e.open(ctx, "")
 	if err != nil {
 		return err
@@ -102,15 +125,7 @@ func runMembers(ctx context.Context, e *env, args []string) error {
 		}
 		return json.NewEncoder(e.stdout).Encode(out)
 	}
-	for _, m := range ms {
-		state := "up"
-		if !m.Up() {
-			state = "forced-down"
-		}
-		caps, _ := json.Marshal(m.Capabilities)
-		fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\n", m.ID, state, m.UpdatedAt.UTC().Format(time.RFC3339Nano), caps)
-	}
-	return nil
+	return printMembers(e.stdout, ms, table)
 }
 
 func runIsUp(ctx context.Context, e *env, args []string) error {
@@ -186,7 +201,7 @@ func joinWaiting(ctx context.Context, e *env, sg *servicegroup.ServiceGroup, gro
 			return err
 		}
 		if !logged {
-			e.log.Sugar().Warnw("member id still taken by an earlier session (a crashed predecessor?); waiting for it to end",
+			e.log.Sugar().Warnw("member id still taken by an earlier session (a crashed predecessor, or another process joined as this MEMBER?); waiting for it to end",
 				"group", group, "member", sg.Member(), "member_ttl", sg.Config().MemberTTL.String())
 			logged = true
 		}
@@ -234,29 +249,49 @@ func parseCaps(s string) (map[string]any, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("--caps: trailing data after the JSON object")
 	}
-	m, ok := numbers(v).(map[string]any)
+	v, err := numbers(v)
+	if err != nil {
+		return nil, fmt.Errorf("--caps: %w", err)
+	}
+	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("--caps: want a JSON object, got %s", s)
+	}
+	if _, err := partition.Weight(m); err != nil {
+		return nil, fmt.Errorf("--caps: %w (want a whole number from 1 to %d)", err, hashring.MaxWeight)
 	}
 	return m, nil
 }
 
-func numbers(v any) any {
+// An integer beyond int64 is refused rather than rounded to a float: a
+// capability such as a disk size must read back as written.
+func numbers(v any) (any, error) {
+	var err error
 	switch x := v.(type) {
 	case json.Number:
 		if i, err := x.Int64(); err == nil {
-			return i
+			return i, nil
 		}
-		f, _ := x.Float64()
-		return f
+		if !strings.ContainsAny(x.String(), ".eE") {
+			return nil, fmt.Errorf("integer %s is out of range (capabilities hold 64-bit integers: -9223372036854775808 to 9223372036854775807)", x)
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("number %s is out of range", x)
+		}
+		return f, nil
 	case map[string]any:
 		for k, e := range x {
-			x[k] = numbers(e)
+			if x[k], err = numbers(e); err != nil {
+				return nil, err
+			}
 		}
 	case []any:
 		for i, e := range x {
-			x[i] = numbers(e)
+			if x[i], err = numbers(e); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return v
+	return v, nil
 }

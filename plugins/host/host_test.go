@@ -387,7 +387,7 @@ func TestNotAPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := host.Config{Dir: dir, StartTimeout: 5 * time.Second}.Factory("file")(context.Background(), opts(t.TempDir(), "m", time.Minute))
-	if err == nil || !strings.Contains(err.Error(), "Unrecognized remote plugin message: hello") {
+	if err == nil || !strings.Contains(err.Error(), "not a muster plugin") || !strings.Contains(err.Error(), `"hello"`) {
 		t.Fatalf("error %v", err)
 	}
 }

@@ -56,8 +56,12 @@ func kvFields(args []any) []zap.Field {
 	return fields
 }
 
-func (l *zapHclog) Log(level hclog.Level, msg string, args ...any) {
-	if ce := l.z.Check(zapLevel(level), msg); ce != nil {
+func (l *zapHclog) Log(_ hclog.Level, msg string, args ...any) {
+	// go-plugin's own reports are debug whatever their level: each failure
+	// it logs also reaches the caller, as Start's error or as the session's
+	// end (logged as "plugin session lost"), and saying it twice, in
+	// go-plugin's words, breaks "one line on stderr".
+	if ce := l.z.Check(zapcore.DebugLevel, msg); ce != nil {
 		ce.Write(kvFields(args)...)
 	}
 }

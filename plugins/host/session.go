@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,7 +120,7 @@ func (f *factory) start(ctx context.Context, opts driver.Options, onEnd func(tim
 		return nil, fmt.Errorf("plugin for scheme %q: %s %s: %w", f.scheme, what, path, err)
 	}
 	if err != nil {
-		return fail("start", err)
+		return nil, startError(ctx, f.scheme, path, timeout, err, func() { kill(client, proc) })
 	}
 	raw, err := cp.Dispense(proto.PluginName)
 	if err != nil {
@@ -566,3 +567,25 @@ func (s *session) BreakLock(ctx context.Context, name string) error {
 
 // pid is the plugin's process id (see PID).
 func (s *session) pid() int { return s.proc.PID() }
+
+// startError says why a plugin did not start, in muster's words: it names
+// the handshake a plugin owes its host, and the setting that bounded it.
+// stop ends the process (go-plugin's error is read first).
+func startError(ctx context.Context, scheme, path string, timeout time.Duration, err error, stop func()) error {
+	stop()
+	const unrecognized = "Unrecognized remote plugin message: "
+	switch msg := err.Error(); {
+	case ctx.Err() != nil:
+		return fmt.Errorf("plugin for scheme %q: no handshake from %s before the dial timeout ended (backend.dial_timeout): %w", scheme, path, ctx.Err())
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("plugin for scheme %q: no handshake from %s within %v (plugin start timeout): %w", scheme, path, timeout, err)
+	case strings.Contains(msg, unrecognized):
+		out := msg[strings.Index(msg, unrecognized)+len(unrecognized):]
+		if i := strings.Index(out, "\n"); i >= 0 {
+			out = out[:i]
+		}
+		out, _, _ = strings.Cut(out, "; the plugin may be")
+		return fmt.Errorf("plugin for scheme %q: %s is not a muster plugin: it printed %q where the handshake was due (built for another OS or architecture, or not a muster-plugin-* binary?)", scheme, path, out)
+	}
+	return fmt.Errorf("plugin for scheme %q: start %s: %w", scheme, path, err)
+}

@@ -78,7 +78,8 @@ func (s *server) Open(ctx context.Context, req *proto.OpenRequest) (*proto.OpenR
 	s.opening = false
 	if err != nil {
 		cancel()
-		s.log.Warn("open failed", "error", err)
+		// Debug: the error is returned, and the host reports it once.
+		s.log.Debug("open failed", "error", err)
 		return nil, proto.ToStatus(err)
 	}
 	s.drv = drv

@@ -16,7 +16,8 @@ const ReservedPrefix = "_muster_"
 
 // ValidateName checks a group, member or lock name (kind says which, for the
 // message). Names are non-empty UTF-8 of at most MaxNameLen bytes without
-// NUL, '/' or other control characters, and are not "." or "..": that
+// NUL, '/' or other control characters, not "." or "..", and neither only
+// whitespace nor starting or ending with it: that
 // holds on every backend, so a name valid on one is valid on all.
 func ValidateName(kind, name string) error {
 	bad := func(why string) error {
@@ -31,6 +32,12 @@ func ValidateName(kind, name string) error {
 		return bad("not valid UTF-8")
 	case name == "." || name == "..":
 		return bad("not a usable name")
+	case strings.TrimSpace(name) == "":
+		return bad("only whitespace")
+	case strings.TrimSpace(name) != name:
+		// "web-1 " and "web-1" would be two members no one can tell apart
+		// in a listing.
+		return bad("leading or trailing whitespace")
 	}
 	for _, r := range name {
 		switch {
