@@ -1,10 +1,10 @@
 # muster — build, test, run.
 GO        ?= go
 BIN       := bin
-TEST_DEPS := python3-tooz python3-msgpack python3-etcd3 redis-server memcached zookeeper etcd-server etcd-client mariadb-server mariadb-client postgresql python3-psycopg2
+TEST_DEPS := python3-tooz python3-msgpack python3-etcd3 redis-server memcached zookeeper etcd-server etcd-client mariadb-server mariadb-client postgresql python3-psycopg2 chromium prometheus
 PLUGINS   := file redis memcached etcd mysql postgresql zookeeper
 
-.PHONY: all build run test vet fmt-check bench proto deps clean soak-safety
+.PHONY: all build run test vet fmt-check bench bench-quick proto deps clean soak-safety
 
 all: build
 
@@ -40,9 +40,16 @@ SAFETY ?= 2m
 soak-safety:
 	MUSTER_SAFETY_DURATION=$(SAFETY) $(GO) test -race -count=1 -timeout 30m -run 'TestSafety$$' -v ./plugins/memory/ ./plugins/host/ | grep -E 'safety|^(ok|FAIL|---)'
 
-bench: build
+# The report (docs/benchmarks.md): muster against raw clients and tooz,
+# failure detection, scale, footprint. Then every package's benchmarks.
+bench: deps build
+	$(GO) run ./bench/report
 	$(GO) test -run '^$$' -bench . -benchmem ./servicegroup/... ./plugins/...
 	cd bench/hashring && $(GO) run .
+
+# Every table of the report with fewer samples (under 5 minutes).
+bench-quick: deps build
+	$(GO) run ./bench/report -quick
 
 # Regenerates plugins/proto (needs Debian's protobuf-compiler).
 proto:

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestQuantiles(t *testing.T) {
+	var s samples
+	for i := 1; i <= 100; i++ {
+		s = append(s, time.Duration(i)*time.Millisecond)
+	}
+	if got := s.median(); got != 50*time.Millisecond {
+		t.Errorf("median = %v, want 50ms", got)
+	}
+	if got := s.p99(); got != 99*time.Millisecond {
+		t.Errorf("p99 = %v, want 99ms", got)
+	}
+	if got := (samples{}).median(); got != 0 {
+		t.Errorf("median of none = %v", got)
+	}
+	if got := (samples{3, 1, 2}).median(); got != 2 {
+		t.Errorf("median of 3 = %v, want the middle one", got)
+	}
+	if s[0] != time.Millisecond {
+		t.Error("quantile sorted its receiver")
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		13 * time.Microsecond:   "0.0130",
+		1400 * time.Microsecond: "1.400",
+		25 * time.Millisecond:   "25.0",
+		3 * time.Second:         "3000",
+	} {
+		if got := ms(d); got != want {
+			t.Errorf("ms(%v) = %q, want %q", d, got, want)
+		}
+	}
+	if got := ratio(3*time.Millisecond, 2*time.Millisecond); got != "1.50×" {
+		t.Errorf("ratio = %q", got)
+	}
+	if got := ratio(time.Millisecond, 0); got != "—" {
+		t.Errorf("ratio by 0 = %q", got)
+	}
+}
+
+func TestTable(t *testing.T) {
+	tb := table{title: "T", head: []string{"a", "b"}}
+	tb.add("1", "x|y")
+	got := tb.markdown()
+	want := "### T\n\n| a | b |\n|---|---|\n| 1 | x\\|y |\n\n"
+	if got != want {
+		t.Errorf("markdown:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.Contains(got, "x\\|y") {
+		t.Error("pipe not escaped")
+	}
+}
