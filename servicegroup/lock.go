@@ -172,7 +172,7 @@ func (l *Lock) acquire(ctx context.Context) (Token, error) {
 		case ctx.Err() != nil:
 			l.resolve(e)
 			return 0, ctx.Err()
-		case !errors.Is(err, driver.ErrNotSupported) && !lostSession(err):
+		case !errors.Is(err, driver.ErrNotSupported) && !lostSession(err) && !transient(err):
 			return 0, err
 		}
 	}
@@ -186,8 +186,11 @@ func (l *Lock) acquire(ctx context.Context) (Token, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		if !errors.Is(err, driver.ErrLockHeld) && !lostSession(err) {
+		if !errors.Is(err, driver.ErrLockHeld) && !lostSession(err) && !transient(err) {
 			return 0, err
+		}
+		if transient(err) {
+			l.sg.log.Debug("lock: acquire: a try failed; trying again", zap.String("lock", l.name), zap.Error(err))
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -198,6 +201,14 @@ func (l *Lock) acquire(ctx context.Context) (Token, error) {
 		}
 		wait = min(wait*2, maxWait)
 	}
+}
+
+// transient says err is worth another try by a caller who waits: the
+// backend was unreachable, or one call outlived its own bound (the dial
+// timeout) while the caller's context lives on. A grant such a call got
+// anyway is undone by settle, so trying again is safe.
+func transient(err error) bool {
+	return errors.Is(err, driver.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // resolve settles a native wait that ctx cut short: if the backend says

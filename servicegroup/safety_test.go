@@ -3,6 +3,7 @@ package servicegroup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -336,5 +337,39 @@ func TestSlowStartCountsFromBegan(t *testing.T) {
 	}
 	if n := opens.Load(); n != 1 {
 		t.Fatalf("%d sessions opened; want 1", n)
+	}
+}
+
+// TestAcquireWaitsThroughTransientFailures: a blocking Acquire whose tries
+// fail because the backend was unreachable, or because one call outlived
+// its own bound while the caller still waits, tries again instead of
+// returning (a CLI `lock` under load used to exit with "still held").
+func TestAcquireWaitsThroughTransientFailures(t *testing.T) {
+	sg, g := openGated(t, memURL(), "a")
+	var n atomic.Int32
+	g.set("TryLock", hook{fail: func(*gated) error {
+		switch n.Add(1) {
+		case 1:
+			return driver.Errorf("memory", "try lock", "l", driver.ErrUnavailable)
+		case 2:
+			return fmt.Errorf("memory: try lock \"l\": %w", context.DeadlineExceeded)
+		}
+		return nil
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l := sg.Lock("l")
+	if _, err := l.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire: %v (after %d tries)", err, n.Load())
+	}
+	if !l.Held() || n.Load() < 3 {
+		t.Fatalf("held %v after %d tries; want held after the two failures", l.Held(), n.Load())
+	}
+	// A non-transient failure still ends the wait.
+	g.set("TryLock", hook{fail: func(*gated) error {
+		return driver.Errorf("memory", "try lock", "m", driver.ErrInvalidName)
+	}})
+	if _, err := sg.Lock("m").Acquire(ctx); !errors.Is(err, driver.ErrInvalidName) {
+		t.Fatalf("Acquire with a permanent error: %v; want ErrInvalidName", err)
 	}
 }

@@ -61,17 +61,19 @@ func runLock(ctx context.Context, e *env, args []string) error {
 	defer sg.Close(context.Background())
 	l := sg.Lock(name)
 	var tok servicegroup.Token
+	timedOut := false
 	switch {
 	case e.o.noWait:
 		tok, err = l.TryAcquire(ctx)
 	case e.o.timeout > 0:
 		wctx, cancel := context.WithTimeout(ctx, e.o.timeout)
 		tok, err = l.Acquire(wctx)
+		timedOut = err != nil && errors.Is(wctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
 		cancel()
 	default:
 		tok, err = l.Acquire(ctx)
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if timedOut {
 		return &exitError{code: 1, err: fmt.Errorf("lock %q: still held after %v", name, e.o.timeout)}
 	}
 	if errors.Is(err, servicegroup.ErrLockHeld) {

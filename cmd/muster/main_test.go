@@ -112,7 +112,14 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 // backendFlags is a fresh file backend in mode, with short timings.
 func backendFlags(t *testing.T, mode string) []string {
-	return []string{"--url", "file://" + t.TempDir(), "--mode", mode,
+	// A generous dial timeout: these tests start hundreds of processes on
+	// a loaded machine, and a plugin's start is not what they test.
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "muster.toml")
+	if err := os.WriteFile(cfg, []byte("[backend]\ndial_timeout = \"30s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--config", cfg, "--url", "file://" + filepath.Join(dir, "backend"), "--mode", mode,
 		"--heartbeat-interval", "200ms", "--member-ttl", "1s"}
 }
 

@@ -229,7 +229,10 @@ func (s *suite) testExpiry(t *testing.T) {
 	// b first: opening a session may start a process, which must not eat
 	// into a's short TTL.
 	b := s.raw(t, u, "b", longTTL)
-	a := s.raw(t, u, "a", ttl)
+	// Twice the suite's TTL: on a loaded machine a heartbeat every
+	// quarter TTL has been starved for a whole second.
+	short := 2 * ttl
+	a := s.raw(t, u, "a", short)
 	if err := a.CreateGroup(ctx, "g"); err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -244,20 +247,39 @@ func (s *suite) testExpiry(t *testing.T) {
 		}
 	}
 
-	// While it heartbeats it stays, over several TTLs.
-	for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(ttl / 4) {
-		if err := a.Heartbeat(ctx); err != nil {
-			t.Fatalf("Heartbeat of a live session: %v", err)
+	// While it heartbeats it stays, over several TTLs. The heartbeats run
+	// on their own, so a slow listing never delays one.
+	stop, beatErr := make(chan struct{}), make(chan error, 1)
+	go func() {
+		defer close(beatErr)
+		for {
+			if err := a.Heartbeat(ctx); err != nil {
+				beatErr <- err
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(short / 8):
+			}
 		}
+	}()
+	for end := time.Now().Add(3 * short); time.Now().Before(end); time.Sleep(short / 4) {
 		if err := rawMembersAre(b, "g", "a")(); err != nil {
+			close(stop)
+			<-beatErr
 			t.Fatalf("heartbeating session: %v", err)
 		}
+	}
+	close(stop)
+	if err := <-beatErr; err != nil {
+		t.Fatalf("Heartbeat of a live session: %v", err)
 	}
 
 	// Then it stops.
 	stopped := time.Now()
 	eventually(t, expiry, rawMembersAre(b, "g"))
-	t.Logf("membership vanished %v after the last heartbeat (TTL %v)", time.Since(stopped).Round(time.Millisecond), ttl)
+	t.Logf("membership vanished %v after the last heartbeat (TTL %v)", time.Since(stopped).Round(time.Millisecond), short)
 	if locks {
 		eventually(t, soon, func() error {
 			tok2, err := b.TryLock(ctx, "l")
