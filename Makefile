@@ -24,6 +24,7 @@ deps:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags allbackends ./cmd/muster
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

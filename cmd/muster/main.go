@@ -5,6 +5,11 @@
 //
 // Errors are one line on stderr and a non-zero exit status (2; is-up exits 1
 // for "down"); never a stack trace.
+//
+// Only the embedded backends (file, memory) are linked in: every other
+// backend runs as its plugin (the default mode), which keeps each muster
+// process small (see README, Footprint). `go build -tags allbackends` links
+// every backend, for mode = "inprocess" on any of them.
 package main
 
 import (
@@ -20,14 +25,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/musterhq/muster/config"
-	_ "github.com/musterhq/muster/plugins/etcd"
 	_ "github.com/musterhq/muster/plugins/file"
-	_ "github.com/musterhq/muster/plugins/memcached"
 	_ "github.com/musterhq/muster/plugins/memory"
-	_ "github.com/musterhq/muster/plugins/mysql"
-	_ "github.com/musterhq/muster/plugins/postgresql"
-	_ "github.com/musterhq/muster/plugins/redis"
-	_ "github.com/musterhq/muster/plugins/zookeeper"
 	"github.com/musterhq/muster/servicegroup"
 )
 

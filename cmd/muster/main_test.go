@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 		for out, build := range map[string][]string{
 			"muster":             {"-race", "."},
 			"muster-plugin-file": {"../../plugins/file/cmd/muster-plugin-file"},
+			// create-schema runs it (TestCreateSchemaRunsPlugin).
+			"muster-plugin-postgresql": {"../../plugins/postgresql/cmd/muster-plugin-postgresql"},
 		} {
 			args := append([]string{"build", "-o", filepath.Join(dir, out)}, build...)
 			cmd := exec.Command("go", args...)

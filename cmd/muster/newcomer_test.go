@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,6 +142,29 @@ func TestCreateSchemaOnlySQL(t *testing.T) {
 	_, stderr, code := muster(t, append(backendFlags(t, "inprocess"), "create-schema")...)
 	if code != 2 || !strings.Contains(stderr, "keeps no schema") {
 		t.Fatalf("create-schema on the file backend: exit %d, %q", code, stderr)
+	}
+}
+
+// create-schema runs the backend's plugin (muster links no SQL driver): its
+// failure is muster's one line, naming the URL without its password; a
+// missing plugin is named by its path.
+func TestCreateSchemaRunsPlugin(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "muster.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[backend]\nplugin_dir = %q\n", binDir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := muster(t, "--config", cfg,
+		"--url", "postgresql://admin:hunter2@127.0.0.1:1/db", "create-schema")
+	oneLineError(t, stderr)
+	if code != 2 || strings.Contains(stderr, "hunter2") || !strings.Contains(stderr, "create schema") ||
+		!strings.Contains(stderr, "127.0.0.1:1") {
+		t.Fatalf("create-schema on a closed port: exit %d, %q", code, stderr)
+	}
+	_, stderr, code = muster(t, "--config", cfg,
+		"--url", "mysql://admin:hunter2@127.0.0.1:1/db", "create-schema")
+	oneLineError(t, stderr)
+	if code != 2 || !strings.Contains(stderr, filepath.Join(binDir, "muster-plugin-mysql")) {
+		t.Fatalf("create-schema without the mysql plugin: exit %d, %q", code, stderr)
 	}
 }
 

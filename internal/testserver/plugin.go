@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"go.uber.org/goleak"
 )
@@ -43,4 +44,16 @@ func CheckLeaks(code int) int {
 		return 1
 	}
 	return 0
+}
+
+// PluginCommand runs `muster-plugin-<backend> command` from dir (see
+// serve.Command) with url on its stdin, as muster does, and returns its
+// stderr and its exit error (nil for status 0).
+func PluginCommand(dir, backend, command, url string) (stderr string, err error) {
+	cmd := exec.Command(filepath.Join(dir, "muster-plugin-"+backend), command)
+	cmd.Stdin = strings.NewReader(url + "\n")
+	var buf strings.Builder
+	cmd.Stderr = &buf
+	err = cmd.Run()
+	return buf.String(), err
 }

@@ -170,38 +170,43 @@ func (f *factory) logger(opts driver.Options) *zap.Logger {
 	}
 }
 
-// binary finds and verifies the plugin binary for scheme.
-func (f *factory) binary() (string, error) {
-	if !validScheme(f.scheme) {
-		return "", fmt.Errorf("plugin scheme %q: not a URL scheme", f.scheme)
+// binary finds and verifies the plugin binary for the factory's scheme.
+func (f *factory) binary() (string, error) { return f.cfg.Binary(f.scheme) }
+
+// Binary is the path of the plugin binary for scheme in c.Dir, checked to
+// be an executable file and, if its plugin is pinned in c.Checksums, to
+// match: the binary a Factory for scheme would run.
+func (c Config) Binary(scheme string) (string, error) {
+	if !validScheme(scheme) {
+		return "", fmt.Errorf("plugin scheme %q: not a URL scheme", scheme)
 	}
-	dir := f.cfg.Dir
+	dir := c.Dir
 	if dir == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			return "", fmt.Errorf("plugin for scheme %q: no plugin directory: %w", f.scheme, err)
+			return "", fmt.Errorf("plugin for scheme %q: no plugin directory: %w", scheme, err)
 		}
 		dir = filepath.Dir(exe)
 	}
-	path := filepath.Join(dir, BinaryName(f.scheme))
+	path := filepath.Join(dir, BinaryName(scheme))
 	fi, err := os.Stat(path)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return "", fmt.Errorf("plugin for scheme %q not found: %s: %w", f.scheme, path, err)
+		return "", fmt.Errorf("plugin for scheme %q not found: %s: %w", scheme, path, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return "", fmt.Errorf("plugin for scheme %q: %s is not an executable file (%v)", f.scheme, path, fi.Mode())
+		return "", fmt.Errorf("plugin for scheme %q: %s is not an executable file (%v)", scheme, path, fi.Mode())
 	}
-	want, pinned := f.cfg.Checksums[Plugin(f.scheme)]
+	want, pinned := c.Checksums[Plugin(scheme)]
 	if !pinned {
-		want, pinned = f.cfg.Checksums[f.scheme]
+		want, pinned = c.Checksums[scheme]
 	}
 	if pinned {
 		if err := verify(path, want); err != nil {
-			return "", fmt.Errorf("plugin for scheme %q: %w", f.scheme, err)
+			return "", fmt.Errorf("plugin for scheme %q: %w", scheme, err)
 		}
 	}
 	return path, nil

@@ -130,3 +130,27 @@ func TestSchemaAheadOfTime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCreateSchemaThroughPlugin: `muster create-schema` runs the plugin's
+// create-schema (muster links no SQL driver): it creates the tables at the
+// URL it reads on stdin, and a failure is one line that names the URL with
+// its password hidden.
+func TestCreateSchemaThroughPlugin(t *testing.T) {
+	db := newDB(t)
+	url := userURL(testserver.MariaDBUser, testserver.MariaDBPassword, server(t).Addr(), db)
+	if stderr, err := testserver.PluginCommand(pluginDir, "mysql", "create-schema", url); err != nil {
+		t.Fatalf("create-schema: %v: %s", err, stderr)
+	}
+	var version int
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := admin.QueryRowContext(ctx, "SELECT version FROM "+db+".muster_schema WHERE id = 1").Scan(&version); err != nil || version != mysql.SchemaVersion {
+		t.Fatalf("schema version after create-schema: %d, %v; want %d", version, err, mysql.SchemaVersion)
+	}
+
+	stderr, err := testserver.PluginCommand(pluginDir, "mysql", "create-schema", "mysql://admin:hunter2@127.0.0.1:1/db")
+	if err == nil || strings.Contains(stderr, "hunter2") || !strings.Contains(stderr, "127.0.0.1:1") ||
+		strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Fatalf("create-schema on a closed port: %v, stderr %q: want a failure, one line naming the URL without its password", err, stderr)
+	}
+}

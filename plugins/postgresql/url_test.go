@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/musterhq/muster/internal/testserver"
 	"github.com/musterhq/muster/plugins/postgresql"
 	"github.com/musterhq/muster/servicegroup/driver"
@@ -185,5 +187,34 @@ func TestConcurrentSchemaCreation(t *testing.T) {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			t.Error(err)
 		}
+	}
+}
+
+// TestCreateSchemaThroughPlugin: `muster create-schema` runs the plugin's
+// create-schema (muster links no SQL driver): it creates the tables at the
+// URL it reads on stdin, and a failure is one line that names the URL with
+// its password hidden.
+func TestCreateSchemaThroughPlugin(t *testing.T) {
+	s := server(t)
+	schema := newSchema(t)
+	su := testserver.PostgresURL(s, testDB) + "&search_path=" + schema
+	if stderr, err := testserver.PluginCommand(pluginDir, "postgresql", "create-schema", su); err != nil {
+		t.Fatalf("create-schema: %v: %s", err, stderr)
+	}
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, testserver.PostgresURL(s, testDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var version int
+	if err := c.QueryRow(ctx, "SELECT version FROM "+schema+".muster_schema").Scan(&version); err != nil || version != postgresql.SchemaVersion {
+		t.Fatalf("schema version after create-schema: %d, %v; want %d", version, err, postgresql.SchemaVersion)
+	}
+
+	stderr, err := testserver.PluginCommand(pluginDir, "postgresql", "create-schema", "postgresql://admin:hunter2@127.0.0.1:1/db")
+	if err == nil || strings.Contains(stderr, "hunter2") || !strings.Contains(stderr, "127.0.0.1:1") ||
+		strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Fatalf("create-schema on a closed port: %v, stderr %q: want a failure, one line naming the URL without its password", err, stderr)
 	}
 }

@@ -1,4 +1,6 @@
 // Command muster-plugin-postgresql serves the postgresql backend as a muster plugin.
+// Run as `muster-plugin-postgresql create-schema` (by `muster create-schema`)
+// it creates the backend's tables at the URL read from stdin instead.
 package main
 
 import (
@@ -6,4 +8,7 @@ import (
 	"github.com/musterhq/muster/plugins/serve"
 )
 
-func main() { serve.Driver(postgresql.Open) }
+func main() {
+	serve.Command("create-schema", postgresql.CreateSchema)
+	serve.Driver(postgresql.Open)
+}
