@@ -286,6 +286,75 @@ func (s *session) Members(ctx context.Context, g string) ([]driver.Member, error
 	return out, nil
 }
 
+// Member reads one member's record (driver.MemberGetter): its node and its
+// forced-down mark in one pipelined round trip, then its session's record
+// for the last heartbeat; IsUp costs that, not a listing of the group.
+func (s *session) Member(ctx context.Context, g, member string) (driver.Member, error) {
+	if err := s.start("member", "group", g); err != nil {
+		return driver.Member{}, err
+	}
+	var m driver.Member
+	err := s.do(ctx, func() error {
+		var err error
+		m, err = s.readMember(g, member)
+		return err
+	})
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return driver.Member{}, driver.Errorf(backend, "member", g, driver.ErrGroupNotFound)
+	case errors.Is(err, driver.ErrNotMember):
+		return driver.Member{}, driver.Errorf(backend, "member", g, err)
+	case err != nil:
+		return driver.Member{}, s.fail("member", g, err)
+	}
+	return m, nil
+}
+
+// readMember is Member's reads; zk.ErrNoNode means the group does not exist.
+func (s *session) readMember(g, member string) (driver.Member, error) {
+	var (
+		data     []byte
+		st       *zk.Stat
+		err      error
+		marked   bool
+		markErr  error
+		wg       sync.WaitGroup
+		notFound = fmt.Errorf("%w: %q", driver.ErrNotMember, member)
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		marked, _, markErr = s.conn.Exists(s.marksPath(g) + "/" + member)
+	}()
+	data, st, err = s.conn.Get(s.groupPath(g) + "/" + member)
+	wg.Wait()
+	if errors.Is(err, zk.ErrNoNode) {
+		// Not a member, or no group at all: the group node says which.
+		ok, _, gerr := s.conn.Exists(s.groupPath(g))
+		switch {
+		case gerr != nil:
+			return driver.Member{}, gerr
+		case !ok:
+			return driver.Member{}, zk.ErrNoNode
+		}
+		return driver.Member{}, notFound
+	}
+	if err != nil {
+		return driver.Member{}, err
+	}
+	if markErr != nil {
+		return driver.Member{}, markErr
+	}
+	if st.EphemeralOwner == 0 {
+		return driver.Member{}, notFound
+	}
+	at := time.UnixMilli(st.Mtime)
+	if _, sst, err := s.conn.Get(fmt.Sprintf("%s/sessions/%016x", s.internal, uint64(st.EphemeralOwner))); err == nil {
+		at = time.UnixMilli(sst.Mtime)
+	}
+	return driver.Member{ID: member, Capabilities: loadCaps(data), UpdatedAt: at, ForcedDown: marked}, nil
+}
+
 // fanout bounds the concurrent requests of one Members call: the client
 // pipelines them on its one connection.
 const fanout = 64
