@@ -12,16 +12,12 @@ import (
 // capabilities.
 func Example() {
 	ctx := context.Background()
-	host, err := servicegroup.Open(ctx, servicegroup.Config{URL: "memory://example", Member: "compute-1"})
+	host, err := computeHost(ctx, "memory://example", "compute-1")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer host.Close(ctx)
-	if err := host.JoinOrCreate(ctx, "compute", servicegroup.Capabilities{"vcpus": 8}); err != nil {
-		fmt.Println(err)
-		return
-	}
 
 	scheduler, err := servicegroup.Open(ctx, servicegroup.Config{URL: "memory://example", Member: "scheduler"})
 	if err != nil {
@@ -40,4 +36,18 @@ func Example() {
 	// Output:
 	// true compute-1 8
 	// fencing token 1
+}
+
+// computeHost is the compute host's side of the examples: a session as
+// member that has joined the "compute" group with its capabilities.
+func computeHost(ctx context.Context, url, member string) (*servicegroup.ServiceGroup, error) {
+	host, err := servicegroup.Open(ctx, servicegroup.Config{URL: url, Member: member})
+	if err != nil {
+		return nil, err
+	}
+	if err := host.JoinOrCreate(ctx, "compute", servicegroup.Capabilities{"vcpus": 8}); err != nil {
+		_ = host.Close(ctx)
+		return nil, err
+	}
+	return host, nil
 }

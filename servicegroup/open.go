@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 
@@ -93,6 +94,12 @@ func (s *ServiceGroup) openSession(ctx context.Context) (driver.Driver, error) {
 	if err != nil {
 		if ctx.Err() != nil && !errorsIsCtx(err) {
 			err = fmt.Errorf("%w (no answer within %v)", err, s.cfg.DialTimeout)
+		}
+		// A driver's *OpError already names the backend, the operation and
+		// the address; saying them again here only repeats them.
+		var oe *driver.OpError
+		if errors.As(err, &oe) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("servicegroup: open %s backend at %s: %w", s.backend, driver.Redact(s.cfg.URL), err)
 	}

@@ -12,16 +12,12 @@ import (
 // candidate from memory; a force-down shows once the view has synced.
 func ExampleServiceGroup_View() {
 	ctx := context.Background()
-	host, err := servicegroup.Open(ctx, servicegroup.Config{URL: "memory://example-view", Member: "compute-1"})
+	host, err := computeHost(ctx, "memory://example-view", "compute-1")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer host.Close(ctx)
-	if err := host.JoinOrCreate(ctx, "compute", servicegroup.Capabilities{"vcpus": 8}); err != nil {
-		fmt.Println(err)
-		return
-	}
 	scheduler, err := servicegroup.Open(ctx, servicegroup.Config{URL: "memory://example-view", Member: "scheduler"})
 	if err != nil {
 		fmt.Println(err)

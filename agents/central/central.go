@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/musterhq/muster/agents/internal/host"
+	"github.com/musterhq/muster/internal/buildinfo"
 	"github.com/musterhq/muster/servicegroup"
 	"github.com/musterhq/muster/servicegroup/hashring"
 	"github.com/musterhq/muster/servicegroup/metrics"
@@ -184,7 +185,7 @@ func Run(ctx context.Context, o Options) error {
 	if a.sg, err = servicegroup.Open(ctx, o.Session); err != nil {
 		return fmt.Errorf("central agent: %w", err)
 	}
-	caps := servicegroup.Capabilities{"version": host.Version()}
+	caps := servicegroup.Capabilities{"version": buildinfo.Version()}
 	for k, v := range o.Capabilities {
 		caps[k] = v
 	}

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/musterhq/muster/agents/internal/host"
+	"github.com/musterhq/muster/internal/buildinfo"
 	"github.com/musterhq/muster/servicegroup"
 	"github.com/musterhq/muster/servicegroup/metrics"
 )
@@ -77,7 +78,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Listen = "127.0.0.1:0"
 	}
 	if o.Version == "" {
-		o.Version = host.Version()
+		o.Version = buildinfo.Version()
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()

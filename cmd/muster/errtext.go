@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 
 	"github.com/musterhq/muster/servicegroup"
@@ -23,10 +22,6 @@ func errorText(err error) string {
 		switch {
 		case p == "servicegroup" && i < len(parts)-1:
 			continue
-		case openBackend.MatchString(p) && i+1 < len(parts) && parts[i+1] == openBackend.FindStringSubmatch(p)[1]:
-			// "open file backend at file://x: file: open "file://x": ..."
-			// says the backend and the URL twice.
-			continue
 		case seen[p] && strings.Contains(p, `"`):
 			// An operation on a name ("join "central"") said again by a
 			// lower layer.
@@ -41,6 +36,3 @@ func errorText(err error) string {
 	}
 	return s
 }
-
-// openBackend is the core's "open <scheme> backend at <url>" context.
-var openBackend = regexp.MustCompile(`^open (\S+) backend at \S*$`)

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/musterhq/muster/internal/buildinfo"
 )
 
 // doc is what a command's --help says beyond its usage line and flags.
@@ -233,50 +234,14 @@ func levenshtein(a, b string) int {
 	return prev[len(b)]
 }
 
-// version is muster's module version: a release tag, or "devel+<commit>"
-// for a build from a work tree ("-dirty" when it had changes); the agents
-// report the same as their "version" capability.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "devel"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	rev, dirty := "", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "devel"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if dirty {
-		rev += "-dirty"
-	}
-	return "devel+" + rev
-}
-
 // versionText is what "muster version" prints.
 func versionText() string {
-	commit, when := "unknown", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				commit = s.Value
-			case "vcs.time":
-				when = " (" + s.Value + ")"
-			}
-		}
+	commit, when := buildinfo.Commit()
+	if commit == "" {
+		commit = "unknown"
 	}
-	return fmt.Sprintf("muster %s\ncommit %s%s\n%s %s/%s", version(), commit, when, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if when != "" {
+		when = " (" + when + ")"
+	}
+	return fmt.Sprintf("muster %s\ncommit %s%s\n%s %s/%s", buildinfo.Version(), commit, when, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

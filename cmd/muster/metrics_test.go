@@ -70,12 +70,9 @@ func sample(page, series string) float64 {
 // prometheus): missing is a skip, or a failure under CI=true.
 func promtool(t *testing.T, page string) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
+	path, err := testserver.Lookup("prometheus", "promtool")
 	if err != nil {
-		if testserver.CI() {
-			t.Fatalf("promtool (Debian package prometheus) is missing: %v", err)
-		}
-		t.Skipf("promtool (Debian package prometheus) is missing: %v", err)
+		testserver.Missing(t, err)
 	}
 	cmd := exec.Command(path, "check", "metrics")
 	cmd.Stdin = strings.NewReader(page)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +21,9 @@ const screenshotEnv = "MUSTER_STATUS_SCREENSHOT"
 // skip, or a failure under CI=true.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
+	path, err := testserver.Lookup("chromium", "chromium")
 	if err != nil {
-		if testserver.CI() {
-			t.Fatalf("chromium (Debian package chromium) is missing: %v", err)
-		}
-		t.Skipf("chromium (Debian package chromium) is missing: %v", err)
+		testserver.Missing(t, err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),

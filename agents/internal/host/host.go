@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 )
@@ -76,37 +75,4 @@ func Hostname() string {
 		return "localhost"
 	}
 	return h
-}
-
-// Version is the running binary's module version: a release tag, or
-// "devel+<commit>" ("-dirty" with uncommitted changes) when built from a
-// work tree, as `muster version` prints it; "devel" when the build recorded
-// no commit.
-func Version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "devel"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	rev, dirty := "", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "devel"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if dirty {
-		rev += "-dirty"
-	}
-	return "devel+" + rev
 }
