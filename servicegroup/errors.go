@@ -32,6 +32,10 @@ var (
 // comes from a backend.
 var ErrStale = errors.New("view is stale")
 
+// ErrNotLinked is returned by Open in ModeInProcess for a backend whose
+// package this program does not import.
+var ErrNotLinked = errors.New("backend is not linked into this program")
+
 // Token is a fencing token: it strictly increases across successive holders
 // of one lock name.
 type Token = driver.Token

@@ -28,8 +28,8 @@ func factoryFor(cfg Config) (driver.Factory, string, error) {
 	if mode == ModeInProcess {
 		f, ok := driver.Lookup(scheme)
 		if !ok {
-			return nil, "", fmt.Errorf("servicegroup: backend %q is not linked into this program (linked: %v); use mode %q or import its package",
-				scheme, driver.Schemes(), ModePlugin)
+			return nil, "", fmt.Errorf("servicegroup: %q: %w (linked: %v); use mode %q or import its package",
+				scheme, ErrNotLinked, driver.Schemes(), ModePlugin)
 		}
 		return f, scheme, nil
 	}

@@ -31,6 +31,10 @@ func errorText(err error) string {
 		out = append(out, p)
 	}
 	s = strings.Join(out, ": ")
+	if errors.Is(err, servicegroup.ErrNotLinked) {
+		// The library's advice (import its package) is not the CLI user's.
+		s = strings.TrimSuffix(s, " or import its package") + ", or build muster with -tags allbackends"
+	}
 	if errors.Is(err, servicegroup.ErrMemberExists) {
 		s += " (another process with this member id, e.g. a second agent on this host? give each its own --member)"
 	}

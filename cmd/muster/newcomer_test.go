@@ -168,6 +168,17 @@ func TestCreateSchemaRunsPlugin(t *testing.T) {
 	}
 }
 
+// muster links only file and memory: in-process on another backend says
+// how to get it (plugin mode, or the allbackends build), in one line.
+func TestInProcessNotLinked(t *testing.T) {
+	_, stderr, code := muster(t, "--config=", "--url", "redis://127.0.0.1:1", "--mode", "inprocess", "groups")
+	oneLineError(t, stderr)
+	if code != 2 || !strings.Contains(stderr, `"redis"`) || !strings.Contains(stderr, `mode "plugin"`) ||
+		!strings.Contains(stderr, "-tags allbackends") || strings.Contains(stderr, "import its package") {
+		t.Fatalf("in-process redis in a muster without it: exit %d, %q", code, stderr)
+	}
+}
+
 // Item 5: force-down of a member nobody uses warns (the mark outlives
 // sessions), and still sets the mark.
 func TestForceDownUnknownWarns(t *testing.T) {
