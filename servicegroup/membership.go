@@ -206,16 +206,21 @@ func (s *ServiceGroup) Members(ctx context.Context, group string) ([]Member, err
 	}
 	out := make([]Member, 0, len(raw))
 	for _, m := range raw {
-		caps, err := driver.DecodeCapabilities(m.Capabilities)
-		if err != nil {
-			// One member's unreadable record must not hide the others.
-			s.log.Sugar().Warnw("unreadable capabilities", "group", group, "member", m.ID, "error", err)
-			caps = Capabilities{}
-		}
-		out = append(out, Member{ID: m.ID, Capabilities: caps, UpdatedAt: m.UpdatedAt, ForcedDown: m.ForcedDown})
+		out = append(out, s.decodeMember(group, m))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// decodeMember is m with its capabilities decoded. One member's
+// unreadable record must not hide the others: it reads as having none.
+func (s *ServiceGroup) decodeMember(group string, m driver.Member) Member {
+	caps, err := driver.DecodeCapabilities(m.Capabilities)
+	if err != nil {
+		s.log.Sugar().Warnw("unreadable capabilities", "group", group, "member", m.ID, "error", err)
+		caps = Capabilities{}
+	}
+	return Member{ID: m.ID, Capabilities: caps, UpdatedAt: m.UpdatedAt, ForcedDown: m.ForcedDown}
 }
 
 // GetAll lists the members of group that are up (live, not forced down):
@@ -287,12 +292,7 @@ func (s *ServiceGroup) member(ctx context.Context, group, member string) (Member
 	if !found {
 		return Member{}, fmt.Errorf("servicegroup: %q in group %q: %w", member, group, driver.ErrNotMember)
 	}
-	caps, err := driver.DecodeCapabilities(raw.Capabilities)
-	if err != nil {
-		s.log.Sugar().Warnw("unreadable capabilities", "group", group, "member", raw.ID, "error", err)
-		caps = Capabilities{}
-	}
-	return Member{ID: raw.ID, Capabilities: caps, UpdatedAt: raw.UpdatedAt, ForcedDown: raw.ForcedDown}, nil
+	return s.decodeMember(group, raw), nil
 }
 
 // ForceDown marks member of group down for every reader until cleared with

@@ -25,9 +25,14 @@ func init() {
 		run:   runGroups,
 	}
 	commands["members"] = &command{
-		usage: "members GROUP [--format table|lines]",
-		help:  "list a group's live members: id, state (up or forced-down), last heartbeat, capabilities (--json: id, capabilities, updated_at, up, forced_down)",
-		flags: formatFlag,
+		usage: "members GROUP [--all] [--format table|lines]",
+		help: "list a group's live members: id, state (up or forced-down), last heartbeat, capabilities (--json: id, capabilities, updated_at, up, forced_down); " +
+			"--all also lists the dead members whose records the backend still holds, and forced-down names with none, as down (last seen: their last renewal, " +
+			"or - / null when the backend no longer knows it), to tell a dead host from a typo; on a backend that keeps no record of dead members (etcd, zookeeper) it lists the live ones and says so on stderr",
+		flags: func(fs *flag.FlagSet, o *opts) {
+			formatFlag(fs, o)
+			fs.BoolVar(&allMembers, "all", false, "also list the dead members the backend still has records of, as down")
+		},
 		nargs: exactly(1),
 		run:   runMembers,
 	}
@@ -95,13 +100,18 @@ func runGroups(ctx context.Context, e *env, _ []string) error {
 	return printGroups(e.stdout, rows, table)
 }
 
+// allMembers is `members --all` (kept here, not in opts, as outFormat is).
+var allMembers bool
+
 // memberJSON is a member as `members --json` prints it.
 type memberJSON struct {
 	ID           string         `json:"id"`
 	Capabilities map[string]any `json:"capabilities"`
-	UpdatedAt    time.Time      `json:"updated_at"`
-	Up           bool           `json:"up"`
-	ForcedDown   bool           `json:"forced_down"`
+	// UpdatedAt is null for a dead member whose last renewal the backend
+	// no longer holds (--all).
+	UpdatedAt  *time.Time `json:"updated_at"`
+	Up         bool       `json:"up"`
+	ForcedDown bool       `json:"forced_down"`
 }
 
 func runMembers(ctx context.Context, e *env, args []string) error {
@@ -114,14 +124,33 @@ func runMembers(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer sg.Close(context.Background())
-	ms, err := sg.Members(ctx, args[0])
-	if err != nil {
-		return err
+	var ms []servicegroup.KnownMember
+	if allMembers {
+		var dead bool
+		if ms, dead, err = sg.KnownMembers(ctx, args[0]); err != nil {
+			return err
+		}
+		if !dead {
+			fmt.Fprintf(e.stderr, "muster: note: the %s backend keeps no record of dead members: listing the live ones only\n", sg.Backend())
+		}
+	} else {
+		live, err := sg.Members(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		for _, m := range live {
+			ms = append(ms, servicegroup.KnownMember{Member: m, Live: true})
+		}
 	}
 	if e.o.json {
 		out := make([]memberJSON, 0, len(ms))
 		for _, m := range ms {
-			out = append(out, memberJSON{ID: m.ID, Capabilities: m.Capabilities, UpdatedAt: m.UpdatedAt.UTC(), Up: m.Up(), ForcedDown: m.ForcedDown})
+			j := memberJSON{ID: m.ID, Capabilities: m.Capabilities, Up: m.Up(), ForcedDown: m.ForcedDown}
+			if !m.UpdatedAt.IsZero() {
+				at := m.UpdatedAt.UTC()
+				j.UpdatedAt = &at
+			}
+			out = append(out, j)
 		}
 		return json.NewEncoder(e.stdout).Encode(out)
 	}

@@ -51,14 +51,6 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0 && st.Mode()&os.ModeDevice != 0
 }
 
-// memberState is "up", "down" (not live) or "forced-down".
-func memberState(m servicegroup.Member) string {
-	if m.ForcedDown {
-		return "forced-down"
-	}
-	return "up"
-}
-
 // ago says how long since t, as people read it ("3s ago", "2m ago").
 func ago(now, t time.Time) string {
 	d := now.Sub(t)
@@ -78,13 +70,20 @@ func ago(now, t time.Time) string {
 }
 
 // printMembers prints members as a table or as tab-separated lines (id,
-// state, last heartbeat to the millisecond, capabilities as JSON).
-func printMembers(w io.Writer, ms []servicegroup.Member, table bool) error {
+// state: up, forced-down or down, last heartbeat to the millisecond or "-"
+// when unknown, capabilities as JSON).
+func printMembers(w io.Writer, ms []servicegroup.KnownMember, table bool) error {
+	stamp := func(m servicegroup.KnownMember) string {
+		if m.UpdatedAt.IsZero() {
+			return "-"
+		}
+		return m.UpdatedAt.UTC().Format(stampFormat)
+	}
 	if !table {
 		var b strings.Builder
 		for _, m := range ms {
 			caps, _ := json.Marshal(m.Capabilities)
-			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\n", m.ID, memberState(m), m.UpdatedAt.UTC().Format(stampFormat), caps)
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\n", m.ID, m.State(), stamp(m), caps)
 		}
 		_, err := io.WriteString(w, b.String())
 		return err
@@ -94,8 +93,11 @@ func printMembers(w io.Writer, ms []servicegroup.Member, table bool) error {
 	now := time.Now()
 	for _, m := range ms {
 		caps, _ := json.Marshal(m.Capabilities)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, memberState(m), ago(now, m.UpdatedAt),
-			m.UpdatedAt.UTC().Format(stampFormat), caps)
+		seen := "-"
+		if !m.UpdatedAt.IsZero() {
+			seen = ago(now, m.UpdatedAt)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.State(), seen, stamp(m), caps)
 	}
 	return tw.Flush()
 }

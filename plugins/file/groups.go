@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -310,14 +311,33 @@ func (s *session) readMember(j *judge, p string) (memberRecord, recordState, err
 // scanGroup reads every record of group: the live members, sorted by id,
 // and the names of dead or unparseable records.
 func (s *session) scanGroup(j *judge, group string) (live []driver.Member, dead []string, err error) {
-	entries, err := os.ReadDir(s.path(groupsDir, group))
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return nil, nil, driver.ErrGroupNotFound
-	}
+	err = s.eachMember(j, group, func(n int) { live = make([]driver.Member, 0, n) },
+		func(m driver.Member, ok bool) {
+			if ok {
+				live = append(live, m)
+			} else {
+				dead = append(dead, m.ID)
+			}
+		})
 	if err != nil {
 		return nil, nil, err
 	}
-	live = make([]driver.Member, 0, len(entries))
+	return live, dead, nil
+}
+
+// eachMember judges every muster record of group, in order of id: found
+// gets each as a member (UpdatedAt: its session's last renewal, zero once
+// the session file is gone) and whether it is live. Files muster did not
+// write are skipped. size is told how many entries there are first.
+func (s *session) eachMember(j *judge, group string, size func(int), found func(m driver.Member, live bool)) error {
+	entries, err := os.ReadDir(s.path(groupsDir, group))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		return driver.ErrGroupNotFound
+	}
+	if err != nil {
+		return err
+	}
+	size(len(entries))
 	for _, e := range entries {
 		p := s.path(groupsDir, group, e.Name())
 		b, err := readFile(p)
@@ -325,7 +345,7 @@ func (s *session) scanGroup(j *judge, group string) (live []driver.Member, dead 
 			continue // left meanwhile
 		}
 		if err != nil && !errors.Is(err, errGarbage) {
-			return nil, nil, err
+			return err
 		}
 		rec, perr := parseMember(b)
 		if err != nil || perr != nil {
@@ -333,15 +353,51 @@ func (s *session) scanGroup(j *judge, group string) (live []driver.Member, dead 
 		}
 		renewed, ok, err := j.alive(rec.session, rec.ttl)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		if !ok {
-			dead = append(dead, e.Name())
-			continue
-		}
-		live = append(live, driver.Member{ID: e.Name(), Capabilities: rec.caps, UpdatedAt: renewed.renewed})
+		found(driver.Member{ID: e.Name(), Capabilities: rec.caps, UpdatedAt: renewed.renewed}, ok)
 	}
-	return live, dead, nil
+	return nil
+}
+
+// KnownMembers lists every member record of group, live or dead, and the
+// forced-down marks of names with no record. Unlike Members it removes
+// nothing: a dead session's records stay until a Members call comes across
+// them, the member joins again, or a session opening sweeps (at most once
+// per TTL, that session's).
+func (s *session) KnownMembers(ctx context.Context, group string) (out []driver.KnownMember, err error) {
+	err = s.run(ctx, "known members", group, driver.ErrSessionLost, checkName("group", group), unlocked, func() error {
+		j, err := s.judge()
+		if err != nil {
+			return err
+		}
+		out = nil
+		if err := s.eachMember(j, group, func(n int) { out = make([]driver.KnownMember, 0, n) },
+			func(m driver.Member, live bool) { out = append(out, driver.KnownMember{Member: m, Live: live}) }); err != nil {
+			return err
+		}
+		marks, err := os.ReadDir(s.path(marksDir, group))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		listed := make(map[string]int, len(out))
+		for i, m := range out {
+			listed[m.ID] = i
+		}
+		for _, m := range marks {
+			if i, ok := listed[m.Name()]; ok {
+				out[i].ForcedDown = true
+			} else if m.Type().IsRegular() {
+				out = append(out, driver.KnownMember{Member: driver.Member{ID: m.Name(), ForcedDown: true}})
+			}
+		}
+		slices.SortFunc(out, func(a, b driver.KnownMember) int { return strings.Compare(a.ID, b.ID) })
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // prune removes the records of dead members that Members came across,
@@ -431,6 +487,7 @@ func (s *session) Member(ctx context.Context, group, member string) (m driver.Me
 
 // The optional interfaces the core finds by type assertion.
 var (
-	_ driver.SessionID    = (*session)(nil)
-	_ driver.MemberGetter = (*session)(nil)
+	_ driver.SessionID         = (*session)(nil)
+	_ driver.MemberGetter      = (*session)(nil)
+	_ driver.KnownMemberLister = (*session)(nil)
 )

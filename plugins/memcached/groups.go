@@ -346,59 +346,112 @@ func (s *session) SetCapabilities(ctx context.Context, g string, caps []byte) er
 // Dead entries are pruned with a compare-and-swap, as tooz does.
 func (s *session) Members(ctx context.Context, g string) (out []driver.Member, err error) {
 	err = s.run(ctx, "members", g, checkGroup(g), driver.ErrSessionLost, func() error {
-		gk, dk := s.key(groupKey(g)), s.key(downKey(g))
-		items, err := s.mc.GetMulti([]string{gk, dk})
+		st, err := s.readGroup(g)
 		if err != nil {
 			return err
 		}
-		it := items[gk]
-		if it == nil {
-			return driver.ErrGroupNotFound
-		}
-		rec, err := decodeGroup(it.Value)
-		if errors.Is(err, errNoGroup) {
-			return driver.ErrGroupNotFound
-		}
-		if err != nil {
-			return err
-		}
-		var down []string
-		if d := items[dk]; d != nil {
-			down, _ = decodeNames(d.Value)
-		}
-		live, err := s.liveEntries(rec)
-		if err != nil {
-			return err
-		}
-		var now int64
-		for _, stamp := range live {
-			if stamp == 0 {
-				t, err := s.clock.now(gk)
-				if err != nil {
-					return err
-				}
-				now = t * int64(time.Second)
-				break
+		out = make([]driver.Member, 0, len(st.live))
+		for _, id := range st.rec.ids {
+			if stamp, ok := st.live[id]; ok {
+				out = append(out, st.member(id, stamp))
 			}
 		}
-		out = make([]driver.Member, 0, len(live))
-		for _, id := range rec.ids {
-			stamp, ok := live[id]
-			if !ok {
-				continue
-			}
-			if stamp == 0 {
-				stamp = now
-			}
-			out = append(out, driver.Member{ID: id, Capabilities: clone(rec.entries[id].caps),
-				UpdatedAt: time.Unix(0, stamp), ForcedDown: slices.Contains(down, id)})
-		}
-		if len(live) < len(rec.ids) {
-			s.prune(it, rec, live)
+		if len(st.live) < len(st.rec.ids) {
+			s.prune(st.it, st.rec, st.live)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// KnownMembers lists every entry of the group record, live or dead, and
+// the forced-down names with no entry, in the round trips Members takes.
+// It prunes nothing: a dead entry stays until a Members or Join finds it
+// (tooz's readers prune too). Its session's key, and so its last renewal,
+// expires with the session: a dead entry's UpdatedAt is zero.
+func (s *session) KnownMembers(ctx context.Context, g string) (out []driver.KnownMember, err error) {
+	err = s.run(ctx, "known members", g, checkGroup(g), driver.ErrSessionLost, func() error {
+		st, err := s.readGroup(g)
+		if err != nil {
+			return err
+		}
+		out = make([]driver.KnownMember, 0, len(st.rec.ids)+len(st.down))
+		for _, id := range st.rec.ids {
+			stamp, ok := st.live[id]
+			m := driver.KnownMember{Member: st.member(id, stamp), Live: ok}
+			if !ok {
+				m.UpdatedAt = time.Time{}
+			}
+			out = append(out, m)
+		}
+		for _, id := range st.down {
+			if _, ok := st.rec.entries[id]; !ok {
+				out = append(out, driver.KnownMember{Member: driver.Member{ID: id, ForcedDown: true}})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+var _ driver.KnownMemberLister = (*session)(nil)
+
+// groupRead is one read of a group and of its members' liveness.
+type groupRead struct {
+	it   *memcache.Item // the group record as read, for prune's CAS
+	rec  *groupRecord
+	down []string
+	// live holds the live entries' stamps; tooz's members, which carry
+	// none, get the server's now.
+	live map[string]int64
+}
+
+func (st *groupRead) member(id string, stamp int64) driver.Member {
+	return driver.Member{ID: id, Capabilities: clone(st.rec.entries[id].caps),
+		UpdatedAt: time.Unix(0, stamp), ForcedDown: slices.Contains(st.down, id)}
+}
+
+// readGroup reads group g for Members and KnownMembers.
+func (s *session) readGroup(g string) (*groupRead, error) {
+	gk, dk := s.key(groupKey(g)), s.key(downKey(g))
+	items, err := s.mc.GetMulti([]string{gk, dk})
+	if err != nil {
+		return nil, err
+	}
+	it := items[gk]
+	if it == nil {
+		return nil, driver.ErrGroupNotFound
+	}
+	rec, err := decodeGroup(it.Value)
+	if errors.Is(err, errNoGroup) {
+		return nil, driver.ErrGroupNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := &groupRead{it: it, rec: rec}
+	if d := items[dk]; d != nil {
+		st.down, _ = decodeNames(d.Value)
+	}
+	if st.live, err = s.liveEntries(rec); err != nil {
+		return nil, err
+	}
+	tooz := false
+	for _, stamp := range st.live {
+		tooz = tooz || stamp == 0
+	}
+	if tooz {
+		t, err := s.clock.now(gk)
+		if err != nil {
+			return nil, err
+		}
+		for id, stamp := range st.live {
+			if stamp == 0 {
+				st.live[id] = t * int64(time.Second)
+			}
+		}
+	}
+	return st, nil
 }
 
 // prune drops dead entries from a group record, if it has not changed

@@ -223,6 +223,71 @@ func (s *session) members(ctx context.Context, op, group, query string, args ...
 	return out, nil
 }
 
+// knownQuery is membersQuery without the liveness filter, saying which
+// members are live, followed by the forced-down marks of names with no
+// member row. A dead session's rows stay until a heartbeat's sweep deletes
+// them (a batch every few heartbeats, in every process) or its member, or
+// a lock it held, is taken again.
+const knownQuery = `SELECT m.member, m.caps, m.renewed_at, m.alive, f.member IS NOT NULL
+	FROM muster_groups g
+	LEFT JOIN (SELECT m.grp, m.member, m.caps, s.renewed_at, ` + live + ` AS alive FROM muster_members m
+		JOIN muster_sessions s ON s.id = m.session_id
+		WHERE m.grp = ?) m ON m.grp = g.name
+	LEFT JOIN muster_forced_down f ON f.grp = m.grp AND f.member = m.member
+	WHERE g.name = ?
+	UNION ALL
+	SELECT f.member, NULL, NULL, FALSE, TRUE FROM muster_forced_down f
+	WHERE f.grp = ? AND NOT EXISTS (SELECT 1 FROM muster_members m WHERE m.grp = f.grp AND m.member = f.member)`
+
+// KnownMembers lists every member row of group, its session live or not,
+// and the forced-down marks of names with no row, in one query.
+func (s *session) KnownMembers(ctx context.Context, group string) ([]driver.KnownMember, error) {
+	const op = "known members"
+	if err := s.check(op, group); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, knownQuery, group, group, group)
+	if err != nil {
+		return nil, s.fail(ctx, op, group, err)
+	}
+	defer rows.Close()
+	found := false
+	out := []driver.KnownMember{}
+	for rows.Next() {
+		found = true
+		var (
+			id    sql.NullString
+			caps  []byte
+			upd   sql.NullTime
+			alive sql.NullBool
+			down  sql.NullBool
+		)
+		if err := rows.Scan(&id, &caps, &upd, &alive, &down); err != nil {
+			return nil, s.fail(ctx, op, group, err)
+		}
+		if !id.Valid {
+			continue
+		}
+		if len(caps) == 0 {
+			caps = nil
+		}
+		m := driver.KnownMember{Member: driver.Member{ID: id.String, Capabilities: caps, ForcedDown: down.Bool}, Live: alive.Bool}
+		if upd.Valid {
+			m.UpdatedAt = upd.Time.In(time.UTC)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, op, group, err)
+	}
+	if !found {
+		return nil, s.fail(ctx, op, group, driver.ErrGroupNotFound)
+	}
+	return out, nil
+}
+
+var _ driver.KnownMemberLister = (*session)(nil)
+
 func (s *session) SetCapabilities(ctx context.Context, group string, caps []byte) error {
 	if err := s.check("set capabilities", group); err != nil {
 		return err

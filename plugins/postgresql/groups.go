@@ -284,38 +284,113 @@ func (s *session) Member(ctx context.Context, group, member string) (driver.Memb
 }
 
 func (s *session) members(ctx context.Context, op, group, only string) ([]driver.Member, error) {
-	if err := s.check(op, group); err != nil {
+	var out []driver.Member
+	err := s.readGroup(ctx, op, group, func(c *pgx.Conn) (found, me bool, err error) {
+		out, found, me, err = scanMembers(ctx, c, group, only, s.id)
+		return found, me, err
+	})
+	if err != nil {
 		return nil, err
 	}
-	var out []driver.Member
+	return out, nil
+}
+
+// readGroup runs read, a read of group that also says whether the group
+// exists and this session is live, retrying it on another connection when
+// the server ended one, and maps its outcome to the SPI's errors.
+func (s *session) readGroup(ctx context.Context, op, group string, read func(*pgx.Conn) (found, me bool, err error)) error {
+	if err := s.check(op, group); err != nil {
+		return err
+	}
 	var found, me bool
 	var err error
 	for try := 0; try < 3; try++ {
-		out, found, me, err = s.readMembers(ctx, group, only)
+		err = s.pool.pool.with(ctx, func(c *pgx.Conn) error {
+			var err error
+			found, me, err = read(c)
+			return err
+		})
 		if !retryable(ctx, err) {
 			break
 		}
 	}
 	switch {
 	case err != nil:
-		return nil, s.fail(ctx, op, group, err)
+		return s.fail(ctx, op, group, err)
 	case !found:
-		return nil, s.lostOr(ctx, op, group, driver.ErrGroupNotFound)
+		return s.lostOr(ctx, op, group, driver.ErrGroupNotFound)
 	case !me:
 		s.markLost()
-		return nil, driver.Errorf(backend, op, group, driver.ErrSessionLost)
+		return driver.Errorf(backend, op, group, driver.ErrSessionLost)
+	}
+	return nil
+}
+
+// knownSQL is membersSQL without the liveness filter, saying which members
+// are live, followed by the forced-down marks of names with no member row.
+// A dead session's rows stay until a janitor deletes them (a bounded batch
+// every half TTL, in every process) or its member joins again.
+const knownSQL = `
+SELECT ` + live + `, m.member, m.capabilities, s.renewed_at, s.expires_at > now(), f.member IS NOT NULL
+FROM muster_groups g
+LEFT JOIN (muster_members m JOIN muster_sessions s ON s.id = m.session_id)
+  ON m.group_name = g.name
+LEFT JOIN muster_forced_down f ON f.group_name = m.group_name AND f.member = m.member
+WHERE g.name = $2
+UNION ALL
+SELECT ` + live + `, f.member, NULL::bytea, NULL::timestamptz, false, true
+FROM muster_forced_down f
+WHERE f.group_name = $2 AND NOT EXISTS (
+  SELECT 1 FROM muster_members m WHERE m.group_name = f.group_name AND m.member = f.member)`
+
+// KnownMembers lists every member row of group, its session live or not,
+// and the forced-down marks of names with no row, in one statement.
+func (s *session) KnownMembers(ctx context.Context, group string) ([]driver.KnownMember, error) {
+	var out []driver.KnownMember
+	err := s.readGroup(ctx, "known members", group, func(c *pgx.Conn) (found, me bool, err error) {
+		out = []driver.KnownMember{}
+		rows, err := c.Query(ctx, knownSQL, s.id, group)
+		if err != nil {
+			return false, false, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id *string
+			var caps []byte
+			var upd *time.Time
+			var alive *bool
+			var down bool
+			if err := rows.Scan(&me, &id, &caps, &upd, &alive, &down); err != nil {
+				return false, false, err
+			}
+			found = true
+			if id == nil {
+				continue // a group without members
+			}
+			m := driver.KnownMember{Member: driver.Member{ID: *id, ForcedDown: down}, Live: alive != nil && *alive}
+			if len(caps) > 0 {
+				m.Capabilities = caps
+			}
+			if upd != nil {
+				m.UpdatedAt = *upd
+			}
+			out = append(out, m)
+		}
+		if err := rows.Err(); err != nil {
+			return false, false, err
+		}
+		if !found {
+			me = true // unknown; lostOr asks
+		}
+		return found, me, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-func (s *session) readMembers(ctx context.Context, group, only string) (out []driver.Member, found, me bool, err error) {
-	err = s.pool.pool.with(ctx, func(c *pgx.Conn) error {
-		var err error
-		out, found, me, err = scanMembers(ctx, c, group, only, s.id)
-		return err
-	})
-	return out, found, me, err
-}
+var _ driver.KnownMemberLister = (*session)(nil)
 
 func scanMembers(ctx context.Context, c *pgx.Conn, group, only, sid string) (out []driver.Member, found, me bool, err error) {
 	rows, err := c.Query(ctx, membersSQL, sid, group, only)

@@ -214,7 +214,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{18, 0}
+	return file_muster_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type Empty struct {
@@ -677,12 +677,13 @@ func (x *OpenResponse) GetSessionId() string {
 }
 
 type FeaturesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Watcher       bool                   `protobuf:"varint,1,opt,name=watcher,proto3" json:"watcher,omitempty"`
-	LockWaiter    bool                   `protobuf:"varint,2,opt,name=lock_waiter,json=lockWaiter,proto3" json:"lock_waiter,omitempty"`
-	MemberGetter  bool                   `protobuf:"varint,3,opt,name=member_getter,json=memberGetter,proto3" json:"member_getter,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Watcher           bool                   `protobuf:"varint,1,opt,name=watcher,proto3" json:"watcher,omitempty"`
+	LockWaiter        bool                   `protobuf:"varint,2,opt,name=lock_waiter,json=lockWaiter,proto3" json:"lock_waiter,omitempty"`
+	MemberGetter      bool                   `protobuf:"varint,3,opt,name=member_getter,json=memberGetter,proto3" json:"member_getter,omitempty"`
+	KnownMemberLister bool                   `protobuf:"varint,4,opt,name=known_member_lister,json=knownMemberLister,proto3" json:"known_member_lister,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *FeaturesResponse) Reset() {
@@ -732,6 +733,13 @@ func (x *FeaturesResponse) GetLockWaiter() bool {
 func (x *FeaturesResponse) GetMemberGetter() bool {
 	if x != nil {
 		return x.MemberGetter
+	}
+	return false
+}
+
+func (x *FeaturesResponse) GetKnownMemberLister() bool {
+	if x != nil {
+		return x.KnownMemberLister
 	}
 	return false
 }
@@ -1155,6 +1163,105 @@ func (x *MembersResponse) GetMembers() []*Member {
 	return nil
 }
 
+// A member the backend holds a record of (driver.KnownMember).
+type KnownMember struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Member *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	// False for a record whose session has ended, or a forced-down mark on a
+	// name with no record.
+	Live          bool `protobuf:"varint,2,opt,name=live,proto3" json:"live,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KnownMember) Reset() {
+	*x = KnownMember{}
+	mi := &file_muster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KnownMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KnownMember) ProtoMessage() {}
+
+func (x *KnownMember) ProtoReflect() protoreflect.Message {
+	mi := &file_muster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KnownMember.ProtoReflect.Descriptor instead.
+func (*KnownMember) Descriptor() ([]byte, []int) {
+	return file_muster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *KnownMember) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *KnownMember) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+type KnownMembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*KnownMember         `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KnownMembersResponse) Reset() {
+	*x = KnownMembersResponse{}
+	mi := &file_muster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KnownMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KnownMembersResponse) ProtoMessage() {}
+
+func (x *KnownMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_muster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KnownMembersResponse.ProtoReflect.Descriptor instead.
+func (*KnownMembersResponse) Descriptor() ([]byte, []int) {
+	return file_muster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KnownMembersResponse) GetMembers() []*KnownMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 type LockRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1164,7 +1271,7 @@ type LockRequest struct {
 
 func (x *LockRequest) Reset() {
 	*x = LockRequest{}
-	mi := &file_muster_proto_msgTypes[14]
+	mi := &file_muster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1283,7 @@ func (x *LockRequest) String() string {
 func (*LockRequest) ProtoMessage() {}
 
 func (x *LockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[14]
+	mi := &file_muster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1296,7 @@ func (x *LockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockRequest.ProtoReflect.Descriptor instead.
 func (*LockRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{14}
+	return file_muster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LockRequest) GetName() string {
@@ -1209,7 +1316,7 @@ type UnlockRequest struct {
 
 func (x *UnlockRequest) Reset() {
 	*x = UnlockRequest{}
-	mi := &file_muster_proto_msgTypes[15]
+	mi := &file_muster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1328,7 @@ func (x *UnlockRequest) String() string {
 func (*UnlockRequest) ProtoMessage() {}
 
 func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[15]
+	mi := &file_muster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1341,7 @@ func (x *UnlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlockRequest.ProtoReflect.Descriptor instead.
 func (*UnlockRequest) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{15}
+	return file_muster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnlockRequest) GetName() string {
@@ -1260,7 +1367,7 @@ type TokenResponse struct {
 
 func (x *TokenResponse) Reset() {
 	*x = TokenResponse{}
-	mi := &file_muster_proto_msgTypes[16]
+	mi := &file_muster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1379,7 @@ func (x *TokenResponse) String() string {
 func (*TokenResponse) ProtoMessage() {}
 
 func (x *TokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[16]
+	mi := &file_muster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1392,7 @@ func (x *TokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenResponse.ProtoReflect.Descriptor instead.
 func (*TokenResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{16}
+	return file_muster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TokenResponse) GetToken() uint64 {
@@ -1306,7 +1413,7 @@ type LockHolderResponse struct {
 
 func (x *LockHolderResponse) Reset() {
 	*x = LockHolderResponse{}
-	mi := &file_muster_proto_msgTypes[17]
+	mi := &file_muster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1425,7 @@ func (x *LockHolderResponse) String() string {
 func (*LockHolderResponse) ProtoMessage() {}
 
 func (x *LockHolderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[17]
+	mi := &file_muster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1438,7 @@ func (x *LockHolderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LockHolderResponse.ProtoReflect.Descriptor instead.
 func (*LockHolderResponse) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{17}
+	return file_muster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LockHolderResponse) GetMember() string {
@@ -1366,7 +1473,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_muster_proto_msgTypes[18]
+	mi := &file_muster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1485,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[18]
+	mi := &file_muster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1498,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{18}
+	return file_muster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -1434,7 +1541,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_muster_proto_msgTypes[19]
+	mi := &file_muster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1553,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[19]
+	mi := &file_muster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1566,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{19}
+	return file_muster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Error) GetKind() ErrorKind {
@@ -1503,7 +1610,7 @@ type OpError struct {
 
 func (x *OpError) Reset() {
 	*x = OpError{}
-	mi := &file_muster_proto_msgTypes[20]
+	mi := &file_muster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1622,7 @@ func (x *OpError) String() string {
 func (*OpError) ProtoMessage() {}
 
 func (x *OpError) ProtoReflect() protoreflect.Message {
-	mi := &file_muster_proto_msgTypes[20]
+	mi := &file_muster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1635,7 @@ func (x *OpError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpError.ProtoReflect.Descriptor instead.
 func (*OpError) Descriptor() ([]byte, []int) {
-	return file_muster_proto_rawDescGZIP(), []int{20}
+	return file_muster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OpError) GetBackend() string {
@@ -1594,12 +1701,13 @@ const file_muster_proto_rawDesc = "" +
 	"\fOpenResponse\x12>\n" +
 	"\bfeatures\x18\x01 \x01(\v2\".muster.plugin.v1.FeaturesResponseR\bfeatures\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x02 \x01(\tR\tsessionId\"r\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"\xa2\x01\n" +
 	"\x10FeaturesResponse\x12\x18\n" +
 	"\awatcher\x18\x01 \x01(\bR\awatcher\x12\x1f\n" +
 	"\vlock_waiter\x18\x02 \x01(\bR\n" +
 	"lockWaiter\x12#\n" +
-	"\rmember_getter\x18\x03 \x01(\bR\fmemberGetter\"\x95\x01\n" +
+	"\rmember_getter\x18\x03 \x01(\bR\fmemberGetter\x12.\n" +
+	"\x13known_member_lister\x18\x04 \x01(\bR\x11knownMemberLister\"\x95\x01\n" +
 	"\fSessionEvent\x127\n" +
 	"\x04type\x18\x01 \x01(\x0e2#.muster.plugin.v1.SessionEvent.TypeR\x04type\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"4\n" +
@@ -1627,7 +1735,12 @@ const file_muster_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\tR\x06member\"E\n" +
 	"\x0fMembersResponse\x122\n" +
-	"\amembers\x18\x01 \x03(\v2\x18.muster.plugin.v1.MemberR\amembers\"!\n" +
+	"\amembers\x18\x01 \x03(\v2\x18.muster.plugin.v1.MemberR\amembers\"S\n" +
+	"\vKnownMember\x120\n" +
+	"\x06member\x18\x01 \x01(\v2\x18.muster.plugin.v1.MemberR\x06member\x12\x12\n" +
+	"\x04live\x18\x02 \x01(\bR\x04live\"O\n" +
+	"\x14KnownMembersResponse\x127\n" +
+	"\amembers\x18\x01 \x03(\v2\x1d.muster.plugin.v1.KnownMemberR\amembers\"!\n" +
 	"\vLockRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"9\n" +
 	"\rUnlockRequest\x12\x12\n" +
@@ -1677,7 +1790,7 @@ const file_muster_proto_rawDesc = "" +
 	"\x17ERROR_KIND_INVALID_NAME\x10\r\x12\x1a\n" +
 	"\x16ERROR_KIND_UNAVAILABLE\x10\x0e\x12\x17\n" +
 	"\x13ERROR_KIND_CANCELED\x10\x0f\x12 \n" +
-	"\x1cERROR_KIND_DEADLINE_EXCEEDED\x10\x102\xf1\v\n" +
+	"\x1cERROR_KIND_DEADLINE_EXCEEDED\x10\x102\xc9\f\n" +
 	"\x06Driver\x12E\n" +
 	"\x04Open\x12\x1d.muster.plugin.v1.OpenRequest\x1a\x1e.muster.plugin.v1.OpenResponse\x12G\n" +
 	"\bFeatures\x12\x17.muster.plugin.v1.Empty\x1a\".muster.plugin.v1.FeaturesResponse\x12C\n" +
@@ -1700,7 +1813,8 @@ const file_muster_proto_rawDesc = "" +
 	"\x04Call\x12\x1d.muster.plugin.v1.CallRequest\x1a\x1e.muster.plugin.v1.CallResponse(\x010\x01\x12G\n" +
 	"\x05Watch\x12\x1e.muster.plugin.v1.GroupRequest\x1a\x1c.muster.plugin.v1.WatchEvent0\x01\x12F\n" +
 	"\x04Lock\x12\x1d.muster.plugin.v1.LockRequest\x1a\x1f.muster.plugin.v1.TokenResponse\x12F\n" +
-	"\tGetMember\x12\x1f.muster.plugin.v1.MemberRequest\x1a\x18.muster.plugin.v1.MemberB*Z(github.com/musterhq/muster/plugins/protob\x06proto3"
+	"\tGetMember\x12\x1f.muster.plugin.v1.MemberRequest\x1a\x18.muster.plugin.v1.Member\x12V\n" +
+	"\fKnownMembers\x12\x1e.muster.plugin.v1.GroupRequest\x1a&.muster.plugin.v1.KnownMembersResponseB*Z(github.com/musterhq/muster/plugins/protob\x06proto3"
 
 var (
 	file_muster_proto_rawDescOnce sync.Once
@@ -1715,100 +1829,106 @@ func file_muster_proto_rawDescGZIP() []byte {
 }
 
 var file_muster_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_muster_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_muster_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_muster_proto_goTypes = []any{
-	(ErrorKind)(0),              // 0: muster.plugin.v1.ErrorKind
-	(SessionEvent_Type)(0),      // 1: muster.plugin.v1.SessionEvent.Type
-	(WatchEvent_Type)(0),        // 2: muster.plugin.v1.WatchEvent.Type
-	(*Empty)(nil),               // 3: muster.plugin.v1.Empty
-	(*CallRequest)(nil),         // 4: muster.plugin.v1.CallRequest
-	(*CallResponse)(nil),        // 5: muster.plugin.v1.CallResponse
-	(*OpenRequest)(nil),         // 6: muster.plugin.v1.OpenRequest
-	(*OpenResponse)(nil),        // 7: muster.plugin.v1.OpenResponse
-	(*FeaturesResponse)(nil),    // 8: muster.plugin.v1.FeaturesResponse
-	(*SessionEvent)(nil),        // 9: muster.plugin.v1.SessionEvent
-	(*GroupRequest)(nil),        // 10: muster.plugin.v1.GroupRequest
-	(*GroupsResponse)(nil),      // 11: muster.plugin.v1.GroupsResponse
-	(*CapabilitiesRequest)(nil), // 12: muster.plugin.v1.CapabilitiesRequest
-	(*ForcedDownRequest)(nil),   // 13: muster.plugin.v1.ForcedDownRequest
-	(*Member)(nil),              // 14: muster.plugin.v1.Member
-	(*MemberRequest)(nil),       // 15: muster.plugin.v1.MemberRequest
-	(*MembersResponse)(nil),     // 16: muster.plugin.v1.MembersResponse
-	(*LockRequest)(nil),         // 17: muster.plugin.v1.LockRequest
-	(*UnlockRequest)(nil),       // 18: muster.plugin.v1.UnlockRequest
-	(*TokenResponse)(nil),       // 19: muster.plugin.v1.TokenResponse
-	(*LockHolderResponse)(nil),  // 20: muster.plugin.v1.LockHolderResponse
-	(*WatchEvent)(nil),          // 21: muster.plugin.v1.WatchEvent
-	(*Error)(nil),               // 22: muster.plugin.v1.Error
-	(*OpError)(nil),             // 23: muster.plugin.v1.OpError
+	(ErrorKind)(0),               // 0: muster.plugin.v1.ErrorKind
+	(SessionEvent_Type)(0),       // 1: muster.plugin.v1.SessionEvent.Type
+	(WatchEvent_Type)(0),         // 2: muster.plugin.v1.WatchEvent.Type
+	(*Empty)(nil),                // 3: muster.plugin.v1.Empty
+	(*CallRequest)(nil),          // 4: muster.plugin.v1.CallRequest
+	(*CallResponse)(nil),         // 5: muster.plugin.v1.CallResponse
+	(*OpenRequest)(nil),          // 6: muster.plugin.v1.OpenRequest
+	(*OpenResponse)(nil),         // 7: muster.plugin.v1.OpenResponse
+	(*FeaturesResponse)(nil),     // 8: muster.plugin.v1.FeaturesResponse
+	(*SessionEvent)(nil),         // 9: muster.plugin.v1.SessionEvent
+	(*GroupRequest)(nil),         // 10: muster.plugin.v1.GroupRequest
+	(*GroupsResponse)(nil),       // 11: muster.plugin.v1.GroupsResponse
+	(*CapabilitiesRequest)(nil),  // 12: muster.plugin.v1.CapabilitiesRequest
+	(*ForcedDownRequest)(nil),    // 13: muster.plugin.v1.ForcedDownRequest
+	(*Member)(nil),               // 14: muster.plugin.v1.Member
+	(*MemberRequest)(nil),        // 15: muster.plugin.v1.MemberRequest
+	(*MembersResponse)(nil),      // 16: muster.plugin.v1.MembersResponse
+	(*KnownMember)(nil),          // 17: muster.plugin.v1.KnownMember
+	(*KnownMembersResponse)(nil), // 18: muster.plugin.v1.KnownMembersResponse
+	(*LockRequest)(nil),          // 19: muster.plugin.v1.LockRequest
+	(*UnlockRequest)(nil),        // 20: muster.plugin.v1.UnlockRequest
+	(*TokenResponse)(nil),        // 21: muster.plugin.v1.TokenResponse
+	(*LockHolderResponse)(nil),   // 22: muster.plugin.v1.LockHolderResponse
+	(*WatchEvent)(nil),           // 23: muster.plugin.v1.WatchEvent
+	(*Error)(nil),                // 24: muster.plugin.v1.Error
+	(*OpError)(nil),              // 25: muster.plugin.v1.OpError
 }
 var file_muster_proto_depIdxs = []int32{
 	3,  // 0: muster.plugin.v1.CallRequest.heartbeat:type_name -> muster.plugin.v1.Empty
 	10, // 1: muster.plugin.v1.CallRequest.members:type_name -> muster.plugin.v1.GroupRequest
-	17, // 2: muster.plugin.v1.CallRequest.lock_holder:type_name -> muster.plugin.v1.LockRequest
-	17, // 3: muster.plugin.v1.CallRequest.try_lock:type_name -> muster.plugin.v1.LockRequest
-	18, // 4: muster.plugin.v1.CallRequest.unlock:type_name -> muster.plugin.v1.UnlockRequest
+	19, // 2: muster.plugin.v1.CallRequest.lock_holder:type_name -> muster.plugin.v1.LockRequest
+	19, // 3: muster.plugin.v1.CallRequest.try_lock:type_name -> muster.plugin.v1.LockRequest
+	20, // 4: muster.plugin.v1.CallRequest.unlock:type_name -> muster.plugin.v1.UnlockRequest
 	15, // 5: muster.plugin.v1.CallRequest.member:type_name -> muster.plugin.v1.MemberRequest
-	22, // 6: muster.plugin.v1.CallResponse.error:type_name -> muster.plugin.v1.Error
+	24, // 6: muster.plugin.v1.CallResponse.error:type_name -> muster.plugin.v1.Error
 	3,  // 7: muster.plugin.v1.CallResponse.empty:type_name -> muster.plugin.v1.Empty
 	16, // 8: muster.plugin.v1.CallResponse.members:type_name -> muster.plugin.v1.MembersResponse
-	20, // 9: muster.plugin.v1.CallResponse.lock_holder:type_name -> muster.plugin.v1.LockHolderResponse
-	19, // 10: muster.plugin.v1.CallResponse.token:type_name -> muster.plugin.v1.TokenResponse
+	22, // 9: muster.plugin.v1.CallResponse.lock_holder:type_name -> muster.plugin.v1.LockHolderResponse
+	21, // 10: muster.plugin.v1.CallResponse.token:type_name -> muster.plugin.v1.TokenResponse
 	14, // 11: muster.plugin.v1.CallResponse.member:type_name -> muster.plugin.v1.Member
 	8,  // 12: muster.plugin.v1.OpenResponse.features:type_name -> muster.plugin.v1.FeaturesResponse
 	1,  // 13: muster.plugin.v1.SessionEvent.type:type_name -> muster.plugin.v1.SessionEvent.Type
 	14, // 14: muster.plugin.v1.MembersResponse.members:type_name -> muster.plugin.v1.Member
-	2,  // 15: muster.plugin.v1.WatchEvent.type:type_name -> muster.plugin.v1.WatchEvent.Type
-	0,  // 16: muster.plugin.v1.Error.kind:type_name -> muster.plugin.v1.ErrorKind
-	0,  // 17: muster.plugin.v1.Error.kinds:type_name -> muster.plugin.v1.ErrorKind
-	23, // 18: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
-	6,  // 19: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
-	3,  // 20: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
-	3,  // 21: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
-	3,  // 22: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
-	3,  // 23: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
-	10, // 24: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
-	10, // 25: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
-	3,  // 26: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
-	12, // 27: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
-	10, // 28: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
-	10, // 29: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
-	12, // 30: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
-	13, // 31: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
-	17, // 32: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
-	18, // 33: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
-	17, // 34: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
-	17, // 35: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
-	4,  // 36: muster.plugin.v1.Driver.Call:input_type -> muster.plugin.v1.CallRequest
-	10, // 37: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
-	17, // 38: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
-	15, // 39: muster.plugin.v1.Driver.GetMember:input_type -> muster.plugin.v1.MemberRequest
-	7,  // 40: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
-	8,  // 41: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
-	9,  // 42: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
-	3,  // 43: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
-	3,  // 44: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
-	3,  // 45: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
-	3,  // 46: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
-	11, // 47: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
-	3,  // 48: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
-	3,  // 49: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
-	16, // 50: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
-	3,  // 51: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
-	3,  // 52: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
-	19, // 53: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
-	3,  // 54: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
-	20, // 55: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
-	3,  // 56: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
-	5,  // 57: muster.plugin.v1.Driver.Call:output_type -> muster.plugin.v1.CallResponse
-	21, // 58: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
-	19, // 59: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
-	14, // 60: muster.plugin.v1.Driver.GetMember:output_type -> muster.plugin.v1.Member
-	40, // [40:61] is the sub-list for method output_type
-	19, // [19:40] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	14, // 15: muster.plugin.v1.KnownMember.member:type_name -> muster.plugin.v1.Member
+	17, // 16: muster.plugin.v1.KnownMembersResponse.members:type_name -> muster.plugin.v1.KnownMember
+	2,  // 17: muster.plugin.v1.WatchEvent.type:type_name -> muster.plugin.v1.WatchEvent.Type
+	0,  // 18: muster.plugin.v1.Error.kind:type_name -> muster.plugin.v1.ErrorKind
+	0,  // 19: muster.plugin.v1.Error.kinds:type_name -> muster.plugin.v1.ErrorKind
+	25, // 20: muster.plugin.v1.Error.op:type_name -> muster.plugin.v1.OpError
+	6,  // 21: muster.plugin.v1.Driver.Open:input_type -> muster.plugin.v1.OpenRequest
+	3,  // 22: muster.plugin.v1.Driver.Features:input_type -> muster.plugin.v1.Empty
+	3,  // 23: muster.plugin.v1.Driver.Events:input_type -> muster.plugin.v1.Empty
+	3,  // 24: muster.plugin.v1.Driver.Heartbeat:input_type -> muster.plugin.v1.Empty
+	3,  // 25: muster.plugin.v1.Driver.Close:input_type -> muster.plugin.v1.Empty
+	10, // 26: muster.plugin.v1.Driver.CreateGroup:input_type -> muster.plugin.v1.GroupRequest
+	10, // 27: muster.plugin.v1.Driver.DeleteGroup:input_type -> muster.plugin.v1.GroupRequest
+	3,  // 28: muster.plugin.v1.Driver.Groups:input_type -> muster.plugin.v1.Empty
+	12, // 29: muster.plugin.v1.Driver.Join:input_type -> muster.plugin.v1.CapabilitiesRequest
+	10, // 30: muster.plugin.v1.Driver.Leave:input_type -> muster.plugin.v1.GroupRequest
+	10, // 31: muster.plugin.v1.Driver.Members:input_type -> muster.plugin.v1.GroupRequest
+	12, // 32: muster.plugin.v1.Driver.SetCapabilities:input_type -> muster.plugin.v1.CapabilitiesRequest
+	13, // 33: muster.plugin.v1.Driver.SetForcedDown:input_type -> muster.plugin.v1.ForcedDownRequest
+	19, // 34: muster.plugin.v1.Driver.TryLock:input_type -> muster.plugin.v1.LockRequest
+	20, // 35: muster.plugin.v1.Driver.Unlock:input_type -> muster.plugin.v1.UnlockRequest
+	19, // 36: muster.plugin.v1.Driver.LockHolder:input_type -> muster.plugin.v1.LockRequest
+	19, // 37: muster.plugin.v1.Driver.BreakLock:input_type -> muster.plugin.v1.LockRequest
+	4,  // 38: muster.plugin.v1.Driver.Call:input_type -> muster.plugin.v1.CallRequest
+	10, // 39: muster.plugin.v1.Driver.Watch:input_type -> muster.plugin.v1.GroupRequest
+	19, // 40: muster.plugin.v1.Driver.Lock:input_type -> muster.plugin.v1.LockRequest
+	15, // 41: muster.plugin.v1.Driver.GetMember:input_type -> muster.plugin.v1.MemberRequest
+	10, // 42: muster.plugin.v1.Driver.KnownMembers:input_type -> muster.plugin.v1.GroupRequest
+	7,  // 43: muster.plugin.v1.Driver.Open:output_type -> muster.plugin.v1.OpenResponse
+	8,  // 44: muster.plugin.v1.Driver.Features:output_type -> muster.plugin.v1.FeaturesResponse
+	9,  // 45: muster.plugin.v1.Driver.Events:output_type -> muster.plugin.v1.SessionEvent
+	3,  // 46: muster.plugin.v1.Driver.Heartbeat:output_type -> muster.plugin.v1.Empty
+	3,  // 47: muster.plugin.v1.Driver.Close:output_type -> muster.plugin.v1.Empty
+	3,  // 48: muster.plugin.v1.Driver.CreateGroup:output_type -> muster.plugin.v1.Empty
+	3,  // 49: muster.plugin.v1.Driver.DeleteGroup:output_type -> muster.plugin.v1.Empty
+	11, // 50: muster.plugin.v1.Driver.Groups:output_type -> muster.plugin.v1.GroupsResponse
+	3,  // 51: muster.plugin.v1.Driver.Join:output_type -> muster.plugin.v1.Empty
+	3,  // 52: muster.plugin.v1.Driver.Leave:output_type -> muster.plugin.v1.Empty
+	16, // 53: muster.plugin.v1.Driver.Members:output_type -> muster.plugin.v1.MembersResponse
+	3,  // 54: muster.plugin.v1.Driver.SetCapabilities:output_type -> muster.plugin.v1.Empty
+	3,  // 55: muster.plugin.v1.Driver.SetForcedDown:output_type -> muster.plugin.v1.Empty
+	21, // 56: muster.plugin.v1.Driver.TryLock:output_type -> muster.plugin.v1.TokenResponse
+	3,  // 57: muster.plugin.v1.Driver.Unlock:output_type -> muster.plugin.v1.Empty
+	22, // 58: muster.plugin.v1.Driver.LockHolder:output_type -> muster.plugin.v1.LockHolderResponse
+	3,  // 59: muster.plugin.v1.Driver.BreakLock:output_type -> muster.plugin.v1.Empty
+	5,  // 60: muster.plugin.v1.Driver.Call:output_type -> muster.plugin.v1.CallResponse
+	23, // 61: muster.plugin.v1.Driver.Watch:output_type -> muster.plugin.v1.WatchEvent
+	21, // 62: muster.plugin.v1.Driver.Lock:output_type -> muster.plugin.v1.TokenResponse
+	14, // 63: muster.plugin.v1.Driver.GetMember:output_type -> muster.plugin.v1.Member
+	18, // 64: muster.plugin.v1.Driver.KnownMembers:output_type -> muster.plugin.v1.KnownMembersResponse
+	43, // [43:65] is the sub-list for method output_type
+	21, // [21:43] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_muster_proto_init() }
@@ -1837,7 +1957,7 @@ func file_muster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_muster_proto_rawDesc), len(file_muster_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

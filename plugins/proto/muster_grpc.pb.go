@@ -44,6 +44,7 @@ const (
 	Driver_Watch_FullMethodName           = "/muster.plugin.v1.Driver/Watch"
 	Driver_Lock_FullMethodName            = "/muster.plugin.v1.Driver/Lock"
 	Driver_GetMember_FullMethodName       = "/muster.plugin.v1.Driver/GetMember"
+	Driver_KnownMembers_FullMethodName    = "/muster.plugin.v1.Driver/KnownMembers"
 )
 
 // DriverClient is the client API for Driver service.
@@ -81,6 +82,7 @@ type DriverClient interface {
 	Watch(ctx context.Context, in *GroupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
 	Lock(ctx context.Context, in *LockRequest, opts ...grpc.CallOption) (*TokenResponse, error)
 	GetMember(ctx context.Context, in *MemberRequest, opts ...grpc.CallOption) (*Member, error)
+	KnownMembers(ctx context.Context, in *GroupRequest, opts ...grpc.CallOption) (*KnownMembersResponse, error)
 }
 
 type driverClient struct {
@@ -322,6 +324,16 @@ func (c *driverClient) GetMember(ctx context.Context, in *MemberRequest, opts ..
 	return out, nil
 }
 
+func (c *driverClient) KnownMembers(ctx context.Context, in *GroupRequest, opts ...grpc.CallOption) (*KnownMembersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KnownMembersResponse)
+	err := c.cc.Invoke(ctx, Driver_KnownMembers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DriverServer is the server API for Driver service.
 // All implementations must embed UnimplementedDriverServer
 // for forward compatibility.
@@ -357,6 +369,7 @@ type DriverServer interface {
 	Watch(*GroupRequest, grpc.ServerStreamingServer[WatchEvent]) error
 	Lock(context.Context, *LockRequest) (*TokenResponse, error)
 	GetMember(context.Context, *MemberRequest) (*Member, error)
+	KnownMembers(context.Context, *GroupRequest) (*KnownMembersResponse, error)
 	mustEmbedUnimplementedDriverServer()
 }
 
@@ -429,6 +442,9 @@ func (UnimplementedDriverServer) Lock(context.Context, *LockRequest) (*TokenResp
 }
 func (UnimplementedDriverServer) GetMember(context.Context, *MemberRequest) (*Member, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetMember not implemented")
+}
+func (UnimplementedDriverServer) KnownMembers(context.Context, *GroupRequest) (*KnownMembersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method KnownMembers not implemented")
 }
 func (UnimplementedDriverServer) mustEmbedUnimplementedDriverServer() {}
 func (UnimplementedDriverServer) testEmbeddedByValue()                {}
@@ -804,6 +820,24 @@ func _Driver_GetMember_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Driver_KnownMembers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DriverServer).KnownMembers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Driver_KnownMembers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DriverServer).KnownMembers(ctx, req.(*GroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Driver_ServiceDesc is the grpc.ServiceDesc for Driver service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -882,6 +916,10 @@ var Driver_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMember",
 			Handler:    _Driver_GetMember_Handler,
+		},
+		{
+			MethodName: "KnownMembers",
+			Handler:    _Driver_KnownMembers_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -265,6 +265,43 @@ end
 return out
 `)
 
+// ARGV: ns, sid, group, tooz_ttl_ms. Answers {0, m1, caps1, updated1,
+// down1, alive1, ...}: every member field of the group hash, live or not
+// (updated is 0 once a dead member's session record has expired), then the
+// forced-down names with no field (caps false). It writes nothing, unlike
+// membersScript: listing the dead must not prune them.
+var knownScript = script(`
+local g, tt = ARGV[3], tonumber(ARGV[4])
+if not live_session() then return {1} end
+if redis.call('EXISTS', k_group(g)) == 0 then return {2} end
+local now = now_ms()
+local out = {0}
+local listed = {}
+local f = redis.call('HGETALL', k_group(g))
+for i = 1, #f, 2 do
+  local m = f[i]
+  if m ~= CREATED then
+    local alive, upd = member_state(g, m, tt, now)
+    listed[m] = true
+    table.insert(out, m)
+    table.insert(out, f[i+1])
+    table.insert(out, upd)
+    table.insert(out, redis.call('SISMEMBER', k_down(g), m))
+    table.insert(out, alive and 1 or 0)
+  end
+end
+for _, m in ipairs(redis.call('SMEMBERS', k_down(g))) do
+  if not listed[m] then
+    table.insert(out, m)
+    table.insert(out, false)
+    table.insert(out, 0)
+    table.insert(out, 1)
+    table.insert(out, 0)
+  end
+end
+return out
+`)
+
 // ARGV: ns, sid, lock, member, ttl_ms. Answers {0, token}.
 var lockScript = script(`
 local l, m, ttl = ARGV[3], ARGV[4], tonumber(ARGV[5])

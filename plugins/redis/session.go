@@ -292,6 +292,33 @@ func (s *session) members(ctx context.Context, op, group, only string) ([]driver
 	return out, nil
 }
 
+// KnownMembers lists every member field of the group's hash, live or not,
+// and the forced-down names with no field. A dead member's field stays
+// until a Members, Join or DeleteGroup script finds it; its session's
+// record (and so its last renewal) expires with the session.
+func (s *session) KnownMembers(ctx context.Context, group string) ([]driver.KnownMember, error) {
+	v, err := s.call(ctx, "known members", group, knownScript, group, ms(s.cfg.toozTTL))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]driver.KnownMember, 0, (len(v)-1)/5)
+	for i := 1; i+4 < len(v); i += 5 {
+		id, _ := v[i].(string)
+		caps, _ := v[i+1].(string) // nil (Lua false) for a mark alone
+		upd, _ := v[i+2].(int64)
+		down, _ := v[i+3].(int64)
+		alive, _ := v[i+4].(int64)
+		m := driver.KnownMember{Member: driver.Member{ID: id, Capabilities: readCaps(caps), ForcedDown: down == 1}, Live: alive == 1}
+		if upd > 0 {
+			m.UpdatedAt = time.UnixMilli(upd)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+var _ driver.KnownMemberLister = (*session)(nil)
+
 // Member is one live member of group, as Members would list it, without
 // listing the others; ErrNotMember when it is not live there.
 func (s *session) Member(ctx context.Context, group, member string) (driver.Member, error) {

@@ -82,3 +82,25 @@ func (s *server) GetMember(ctx context.Context, req *proto.MemberRequest) (*prot
 	}
 	return proto.FromMember(m), nil
 }
+
+// KnownMembers lists the members the backend holds a record of, live or
+// not (driver.KnownMemberLister).
+func (s *server) KnownMembers(ctx context.Context, req *proto.GroupRequest) (*proto.KnownMembersResponse, error) {
+	drv, err := s.session()
+	if err != nil {
+		return nil, s.status(err)
+	}
+	kl, ok := drv.(driver.KnownMemberLister)
+	if !ok {
+		return nil, notSupported("known members")
+	}
+	ms, err := kl.KnownMembers(ctx, req.GetGroup())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	out := make([]*proto.KnownMember, len(ms))
+	for i, m := range ms {
+		out[i] = &proto.KnownMember{Member: proto.FromMember(m.Member), Live: m.Live}
+	}
+	return &proto.KnownMembersResponse{Members: out}, nil
+}

@@ -100,7 +100,8 @@ func featuresOf(d driver.Driver) *proto.FeaturesResponse {
 	_, w := d.(driver.Watcher)
 	_, l := d.(driver.LockWaiter)
 	_, m := d.(driver.MemberGetter)
-	return &proto.FeaturesResponse{Watcher: w, LockWaiter: l, MemberGetter: m}
+	_, k := d.(driver.KnownMemberLister)
+	return &proto.FeaturesResponse{Watcher: w, LockWaiter: l, MemberGetter: m, KnownMemberLister: k}
 }
 
 // watch ends the session when the backend does, or when the host has not

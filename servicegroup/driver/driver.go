@@ -172,6 +172,30 @@ type MemberGetter interface {
 	Member(ctx context.Context, group, member string) (Member, error)
 }
 
+// KnownMember is a member a backend still holds a record of, live or not.
+type KnownMember struct {
+	Member
+	// Live is false for a record whose session has ended (expired, or its
+	// process gone) and for a forced-down mark on a name with no record.
+	// UpdatedAt is then the last renewal the backend still knows of (the
+	// member's "last seen"), or zero when it no longer holds one.
+	Live bool
+}
+
+// KnownMemberLister is implemented by backends that keep a member's record
+// for a while after its session has ended, until the backend cleans it up
+// (a reader that prunes it, a sweep, a janitor), so an operator can tell a
+// dead host from a name that never joined. KnownMembers lists the live
+// members as Members would (Live set), the records of dead ones still held
+// (Live unset), and forced-down marks on names with no record at all
+// (Live unset, ForcedDown set). It removes nothing: listing what is dead
+// must not hasten its cleanup. A member that left has no record. Backends
+// whose records vanish with their sessions (leases, ephemeral nodes) do not
+// implement it. ErrGroupNotFound.
+type KnownMemberLister interface {
+	KnownMembers(ctx context.Context, group string) ([]KnownMember, error)
+}
+
 // LockWaiter is implemented by backends that can block on a lock natively.
 // Lock returns ctx.Err() when ctx ends first.
 type LockWaiter interface {

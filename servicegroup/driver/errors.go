@@ -23,6 +23,12 @@ var (
 	ErrNotLeader     = errors.New("not the leader")
 	ErrInvalidName   = errors.New("invalid name")
 	ErrUnavailable   = errors.New("backend unavailable")
+	// ErrUnimplemented is returned by a driver that has an optional
+	// interface's method whatever it fronts (the plugin host's session)
+	// when what it fronts lacks that interface. The core treats it as the
+	// interface missing and falls back; it never reaches a caller. Unlike
+	// ErrNotSupported, it says nothing about the backend's abilities.
+	ErrUnimplemented = errors.New("optional interface not implemented")
 )
 
 // OpError says which backend operation failed, on what, and why:
