@@ -98,24 +98,35 @@ func TestOtherBootAndHost(t *testing.T) {
 	}
 }
 
-// A directory of format 1 (liveness by mtimes) is upgraded when none of
-// its sessions is left, and refused, untouched, while one is.
-func TestUpgradeFormat1(t *testing.T) {
-	dir := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(dir, "format"), []byte("muster-file 1\n"), 0o660), "marker")
-	must(t, os.Mkdir(filepath.Join(dir, "sessions"), 0o770), "sessions")
-	old := filepath.Join(dir, "sessions", strings.Repeat("ab", 16))
-	must(t, os.WriteFile(old, []byte("muster session 1\nmember \"x\"\n\n"), 0o660), "old session")
-	_, err := file.Open(bg, driver.Options{URL: "file://" + dir, Member: "m", TTL: long})
-	if err == nil || !strings.Contains(err.Error(), "older muster") {
-		t.Fatalf("open with a format-1 session present: %v; want a refusal naming the older muster", err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "format")); string(b) != "muster-file 1\n" {
-		t.Fatalf("the refused directory's marker became %q", b)
-	}
-	must(t, os.Remove(old), "remove the old session")
-	open(t, dir, "m", long)
-	if b, _ := os.ReadFile(filepath.Join(dir, "format")); string(b) != "muster-file 2\n" {
-		t.Fatalf("marker after the upgrade %q; want muster-file 2", b)
+// A directory of an older format (1: liveness by mtimes; 2: lock records
+// written whole) is upgraded when none of its sessions is left, and
+// refused, untouched, while one is. Its lock records keep counting.
+func TestUpgradeOlderFormats(t *testing.T) {
+	for _, format := range []string{"muster-file 1\n", "muster-file 2\n"} {
+		t.Run(strings.Fields(format)[1], func(t *testing.T) {
+			dir := t.TempDir()
+			must(t, os.WriteFile(filepath.Join(dir, "format"), []byte(format), 0o660), "marker")
+			for _, d := range []string{"sessions", "locks"} {
+				must(t, os.Mkdir(filepath.Join(dir, d), 0o770), d)
+			}
+			old := filepath.Join(dir, "sessions", strings.Repeat("ab", 16))
+			must(t, os.WriteFile(old, []byte("muster session 1\nmember \"x\"\n\n"), 0o660), "old session")
+			must(t, os.WriteFile(filepath.Join(dir, "locks", "L"), []byte("muster lock 1\ntoken 41\n\n"), 0o660), "old lock")
+			_, err := file.Open(bg, driver.Options{URL: "file://" + dir, Member: "m", TTL: long})
+			if err == nil || !strings.Contains(err.Error(), "older muster") {
+				t.Fatalf("open with an old session present: %v; want a refusal naming the older muster", err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, "format")); string(b) != format {
+				t.Fatalf("the refused directory's marker became %q", b)
+			}
+			must(t, os.Remove(old), "remove the old session")
+			d := open(t, dir, "m", long)
+			if b, _ := os.ReadFile(filepath.Join(dir, "format")); string(b) != "muster-file 3\n" {
+				t.Fatalf("marker after the upgrade %q; want muster-file 3", b)
+			}
+			if tok, err := d.TryLock(bg, "L"); err != nil || tok != 42 {
+				t.Fatalf("lock over the old free record: token %d, %v; want 42", tok, err)
+			}
+		})
 	}
 }

@@ -8,17 +8,18 @@
 // clients' clocks are ever compared.
 //
 // Every read-modify-write of a record happens under a short flock(2) on one
-// lock file, and every record is written to a temporary file and renamed
-// into place, so readers never take the lock and never see half a record. A
-// muster lock is a record, not a held flock: a frozen holder loses it when
-// its session expires. Records of dead sessions are treated as absent and
+// lock file, and records are written to a temporary file and renamed into
+// place, so readers never take the lock and never see half a record; lock
+// records and renewals, rewritten in place, carry checksums instead, and a
+// reader that races a rewrite reads again. A muster lock is a record, not
+// a held flock: a frozen holder loses it when its session expires. Records of dead sessions are treated as absent and
 // deleted by whoever comes across them.
 //
 // Layout of the directory (names are used as file names as they are: every
 // kind of record has a directory of its own, so no user name can collide
 // with an internal file):
 //
-//	format                   "muster-file 1": the layout version
+//	format                   "muster-file 3": the layout version
 //	lock                     flock(2) target for every read-modify-write
 //	clock                    scratch file touched to read the filesystem's now
 //	swept                    mtime = when expired sessions were last swept
@@ -28,8 +29,10 @@
 //	groups/<group>/          one directory per group
 //	groups/<group>/<member>  membership: session id, TTL, capabilities
 //	marks/<group>/<member>   forced-down marks; outlive sessions
-//	locks/<name>             holder (session, member, TTL) and the last
-//	                         fencing token issued, kept when free
+//	locks/<name>             three checksummed slots (see lockfile.go): the
+//	                         holder (session, member, TTL) and the last
+//	                         fencing token issued, kept when free; and
+//	                         twice, the fsynced token ceiling
 //	tmp/w-<16 hex>           temporary files; leftovers of killed writers
 //
 // Ownership: Open uses a directory only if it is missing, empty, or holds
@@ -38,9 +41,10 @@
 // only what it can identify as its own (records that parse, its own
 // temporary names); any other file is left alone.
 //
-// Durability: a lock record that issues a token is fsynced with locks/
-// before the token is returned, and lock records are never deleted, so
-// tokens never go backwards, even across a power cut. Other records
+// Durability: no token is returned above the lock's fsynced ceiling, which
+// is raised (and fsynced) once per 1,024 tokens; after a power cut, which
+// changes the boot id, the next token is above the ceiling. Lock files are
+// never deleted, so tokens never go backwards, even across a power cut. Other records
 // survive a killed process, not a power cut, which ends every session of
 // the host anyway. See docs/backends/file.md.
 package file

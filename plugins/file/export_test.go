@@ -20,3 +20,17 @@ func StepClocks(boot, wall time.Duration) (undo func()) {
 	wallStep.Add(int64(wall))
 	return func() { bootStep.Add(-int64(boot)); wallStep.Add(-int64(wall)) }
 }
+
+// LockSlot is the size of one slot of a lock file (see lockfile.go).
+const LockSlot = lockSlot
+
+// SetBootID makes sessions opened from now on believe the host booted
+// again with id, as after a power cut; the returned func undoes it.
+func SetBootID(id string) (undo func()) {
+	h, err := localHost()
+	if err != nil {
+		panic(err)
+	}
+	thisHost.boot = id
+	return func() { thisHost.boot = h.boot }
+}

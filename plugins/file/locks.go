@@ -20,26 +20,34 @@ func (s *session) TryLock(ctx context.Context, name string) (token driver.Token,
 		if ok, err := s.aliveLocked(j); err != nil || !ok {
 			return errOr(err, driver.ErrSessionLost)
 		}
-		rec, held, err := s.readLock(j, name)
-		switch {
-		case errors.Is(err, errGarbage):
-			// Not a record muster wrote (writes are renames, so never half
-			// of one): it is not ours to replace.
+		h, err := s.openLock(name)
+		if errors.Is(err, errGarbage) {
+			// Not a file muster wrote (whole files are written by rename,
+			// slots are checksummed): it is not ours to replace.
 			return fmt.Errorf("%s is not a muster lock record; refusing to replace it", s.path(locksDir, name))
-		case err != nil:
+		}
+		if err != nil {
 			return err
-		case held:
-			return driver.ErrLockHeld
-		case rec.session != "":
+		}
+		defer h.close()
+		rec := h.lf.cur
+		if rec.session != "" {
+			_, held, err := j.alive(rec.session, rec.ttl)
+			switch {
+			case err != nil:
+				return err
+			case held:
+				return driver.ErrLockHeld
+			}
 			// Its holder is dead: tidy up everything that session left.
 			if err := s.reapLocked(map[string]string{rec.session: rec.member}); err != nil {
 				return err
 			}
 		}
-		next := lockRecord{token: rec.token + 1, session: s.id, member: s.member, ttl: s.ttl}
-		// Durable before the token is handed out: after a power cut no
-		// older record (and so no smaller next token) can come back.
-		if err := s.write(s.path(locksDir, name), next.encode(), syncLocks); err != nil {
+		// Above every token issued, durably (see lockfile.go): after a
+		// power cut no smaller next token can come back.
+		next := lockRecord{token: h.lf.lastIssued(s.host.boot) + 1, session: s.id, member: s.member, ttl: s.ttl}
+		if err := s.put(h, next, true); err != nil {
 			return err
 		}
 		token = next.token
@@ -60,14 +68,18 @@ func (s *session) Unlock(ctx context.Context, name string, token driver.Token) e
 		if ok, err := s.aliveLocked(j); err != nil || !ok {
 			return errOr(err, notLocked)
 		}
-		rec, held, err := s.readLock(j, name)
-		if err != nil && !errors.Is(err, errGarbage) {
-			return err
-		}
-		if !held || rec.session != s.id || rec.token != token {
+		h, err := s.openLock(name)
+		if errors.Is(err, errGarbage) {
 			return driver.ErrNotLocked
 		}
-		if err := s.writeFile(s.path(locksDir, name), lockRecord{token: rec.token}.encode()); err != nil {
+		if err != nil {
+			return err
+		}
+		defer h.close()
+		if rec := h.lf.cur; rec.session != s.id || rec.token != token {
+			return driver.ErrNotLocked
+		}
+		if err := s.put(h, lockRecord{token: token}, false); err != nil {
 			return err
 		}
 		s.holding(name, false)
@@ -91,13 +103,28 @@ func (s *session) LockHolder(ctx context.Context, name string) (holder driver.Lo
 // BreakLock frees the lock whoever holds it; the token count goes on.
 func (s *session) BreakLock(ctx context.Context, name string) error {
 	return s.run(ctx, "break lock", name, driver.ErrSessionLost, checkName("lock", name), locked, func() error {
-		rec, err := s.heldLock(name)
+		j, err := s.judge()
 		if err != nil {
 			return err
 		}
+		h, err := s.openLock(name)
+		if errors.Is(err, errGarbage) {
+			return driver.ErrNotLocked
+		}
+		if err != nil {
+			return err
+		}
+		defer h.close()
+		rec := h.lf.cur
+		if rec.session == "" {
+			return driver.ErrNotLocked
+		}
+		if _, held, err := j.alive(rec.session, rec.ttl); err != nil || !held {
+			return errOr(err, driver.ErrNotLocked)
+		}
 		s.log.Info("file: breaking a lock", zap.String("lock", name),
 			zap.String("holder", rec.member), zap.Uint64("token", uint64(rec.token)))
-		return s.writeFile(s.path(locksDir, name), lockRecord{token: rec.token}.encode())
+		return s.put(h, lockRecord{token: rec.token}, false)
 	})
 }
 
@@ -107,31 +134,21 @@ func (s *session) heldLock(name string) (lockRecord, error) {
 	if err != nil {
 		return lockRecord{}, err
 	}
-	rec, held, err := s.readLock(j, name)
+	lf, exists, err := readLockFile(s.path(locksDir, name))
 	if err != nil && !errors.Is(err, errGarbage) {
+		return lockRecord{}, err
+	}
+	if !exists || err != nil || lf.cur.session == "" {
+		return lockRecord{}, driver.ErrNotLocked
+	}
+	_, held, err := j.alive(lf.cur.session, lf.cur.ttl)
+	if err != nil {
 		return lockRecord{}, err
 	}
 	if !held {
 		return lockRecord{}, driver.ErrNotLocked
 	}
-	return rec, nil
-}
-
-// readLock reads a lock record and says whether a live session holds it.
-// A missing record is a free lock that never issued a token.
-func (s *session) readLock(j *judge, name string) (rec lockRecord, held bool, err error) {
-	b, err := readFile(s.path(locksDir, name))
-	if err != nil || b == nil {
-		return lockRecord{}, false, err
-	}
-	if rec, err = parseLock(b); err != nil {
-		return lockRecord{}, false, err
-	}
-	if rec.session == "" {
-		return rec, false, nil
-	}
-	_, ok, err := j.alive(rec.session, rec.ttl)
-	return rec, ok, err
+	return lf.cur, nil
 }
 
 // SessionID is this session's id: the one its lock records carry, and

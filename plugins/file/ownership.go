@@ -67,8 +67,8 @@ func adopt(dir string) error {
 			return err
 		case b != nil && string(b) == formatLine:
 			return nil
-		case b != nil && string(b) == formatV1:
-			return upgradeV1(dir, marker)
+		case b != nil && olderFormats[string(b)]:
+			return upgrade(dir, marker, string(b))
 		case b != nil || err != nil:
 			return fmt.Errorf("%w: %s: %s holds %q; this muster understands %q", errForeignDir, dir, formatFile, b, formatLine)
 		}
@@ -104,10 +104,15 @@ func adopt(dir string) error {
 	return fmt.Errorf("%s: could not read or write %s", dir, formatFile)
 }
 
-// upgradeV1 moves a directory of format 1 (liveness by file mtimes) to
-// this format, once it holds no session file: the two cannot judge each
-// other's sessions.
-func upgradeV1(dir, marker string) error {
+// olderFormats are the layouts adopt upgrades from, once no session of
+// theirs is left: format 1 judged liveness by file mtimes, format 2 wrote
+// lock records whole (format 3 reads those, but a format-2 muster cannot
+// read format 3's slotted lock files). The two cannot share a directory.
+var olderFormats = map[string]bool{"muster-file 1\n": true, "muster-file 2\n": true}
+
+// upgrade moves a directory of an older format to this one, once it holds
+// no session file.
+func upgrade(dir, marker, old string) error {
 	entries, err := os.ReadDir(filepath.Join(dir, sessionsDir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -115,7 +120,7 @@ func upgradeV1(dir, marker string) error {
 	for _, e := range entries {
 		if isSessionID(e.Name()) {
 			return fmt.Errorf("%w: %s is in use by an older muster (%s says %q, and %s holds its sessions): stop those processes (or remove %s/* if they are gone), then retry",
-				errForeignDir, dir, formatFile, strings.TrimSpace(formatV1), sessionsDir, filepath.Join(dir, sessionsDir))
+				errForeignDir, dir, formatFile, strings.TrimSpace(old), sessionsDir, filepath.Join(dir, sessionsDir))
 		}
 	}
 	tmp := filepath.Join(dir, markerPrefix+"format-"+randomHex(8))

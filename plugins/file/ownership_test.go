@@ -55,7 +55,7 @@ func TestRefusesForeignDirectories(t *testing.T) {
 		d := open(t, dir, "m", long)
 		must(t, d.Close(bg), "close")
 		b, err := os.ReadFile(filepath.Join(dir, "format"))
-		if err != nil || string(b) != "muster-file 2\n" {
+		if err != nil || string(b) != "muster-file 3\n" {
 			t.Fatalf("marker = %q, %v", b, err)
 		}
 		open(t, dir, "again", long) // its own directory: adopted again

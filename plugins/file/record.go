@@ -142,55 +142,6 @@ func parseMember(b []byte) (memberRecord, error) {
 	return r, nil
 }
 
-// lockRecord is the content of locks/<name>. It outlives its holders: when
-// free (session empty) it still keeps the last token issued, so tokens
-// strictly increase forever.
-type lockRecord struct {
-	token   driver.Token
-	session string // empty: free
-	member  string
-	ttl     time.Duration
-}
-
-func (r lockRecord) encode() []byte {
-	fields := [][2]string{{"token", strconv.FormatUint(uint64(r.token), 10)}}
-	if r.session != "" {
-		fields = append(fields,
-			[2]string{"session", r.session},
-			[2]string{"member", strconv.Quote(r.member)},
-			[2]string{"ttl", strconv.FormatInt(int64(r.ttl), 10)})
-	}
-	return encodeRecord("lock", fields, nil)
-}
-
-func parseLock(b []byte) (lockRecord, error) {
-	f, _, err := parseRecord("lock", b)
-	if err != nil {
-		return lockRecord{}, err
-	}
-	var r lockRecord
-	tok, err := strconv.ParseUint(f["token"], 10, 64)
-	if err != nil {
-		return r, errGarbage
-	}
-	r.token = driver.Token(tok)
-	sid, held := f["session"]
-	if !held {
-		return r, nil
-	}
-	r.session = sid
-	if !isSessionID(sid) {
-		return r, errGarbage
-	}
-	if r.member, err = strconv.Unquote(f["member"]); err != nil {
-		return r, errGarbage
-	}
-	if r.ttl, err = parseTTL(f["ttl"]); err != nil {
-		return r, err
-	}
-	return r, nil
-}
-
 // checkName refuses a name that could not be one file name inside its
 // directory. The core validates names first (driver.ValidateName); this is
 // defence in depth, and lets internal lock names (driver.ReservedPrefix +

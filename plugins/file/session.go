@@ -194,22 +194,28 @@ func (s *session) reapLocked(dead map[string]string) error {
 		return err
 	}
 	for _, name := range names {
-		p := s.path(locksDir, name)
-		b, err := readFile(p)
-		if b == nil || err != nil {
-			continue // gone, or not muster's
-		}
-		rec, err := parseLock(b)
-		if err != nil {
-			continue
-		}
-		if _, ok := dead[rec.session]; ok {
-			if err := s.writeFile(p, lockRecord{token: rec.token}.encode()); err != nil {
-				return err
-			}
+		if err := s.freeLocked(name, dead); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// freeLocked rewrites lock name as free if one of dead holds it. Caller
+// holds the flock.
+func (s *session) freeLocked(name string, dead map[string]string) error {
+	h, err := s.openLock(name)
+	if err != nil {
+		return nil // not muster's, or unreadable: its holder reads as dead anyway
+	}
+	defer h.close()
+	if h.f == nil {
+		return nil // gone
+	}
+	if _, ok := dead[h.lf.cur.session]; !ok {
+		return nil
+	}
+	return s.put(h, lockRecord{token: h.lf.cur.token}, false)
 }
 
 // lockNames are the lock records reapLocked rewrites as free for dead:

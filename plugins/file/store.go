@@ -31,10 +31,7 @@ const (
 	instancesDir = "instances"
 	sweptFile    = "swept"
 
-	formatLine = "muster-file 2\n"
-	// formatV1 judged liveness by file mtimes; adopt upgrades a directory
-	// of that format once no session of it is left.
-	formatV1 = "muster-file 1\n"
+	formatLine = "muster-file 3\n"
 
 	dirPerm  = 0o770 // the umask decides who else may share the directory
 	filePerm = 0o660
