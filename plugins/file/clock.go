@@ -118,25 +118,29 @@ func readSession(p string) (rec sessionRecord, r renewal, exists bool, err error
 	return rec, r, true, errGarbage
 }
 
-// renew rewrites the renewal of the session file p in place. The file is
-// opened without O_CREATE: a session file removed (swept, or ended by a
-// later session of its instance) is never brought back.
-func renew(p string, r renewal) error {
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		return err
+// ownRenewal reads this session's last renewal through its open file. A
+// file that was removed (swept, or ended by a later session of its
+// instance) reads as gone; a torn renewal (read while a Heartbeat of this
+// session rewrote it) is read again.
+func (s *session) ownRenewal() (r renewal, exists bool, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(s.own.Fd()), &st); err != nil {
+		return r, false, err
 	}
-	fi, err := f.Stat()
-	if err == nil && fi.Size() < renewalLen {
-		err = errGarbage
+	if st.Nlink == 0 {
+		return r, false, nil
 	}
-	if err == nil {
-		_, err = f.WriteAt(r.encode(), fi.Size()-renewalLen)
+	var b [renewalLen]byte
+	for range 5 {
+		if _, err := s.own.ReadAt(b[:], s.ownAt); err != nil {
+			return r, true, err
+		}
+		var ok bool
+		if r, ok = parseRenewal(b[:]); ok {
+			return r, true, nil
+		}
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return r, true, errGarbage
 }
 
 // sameHost says whether a session record was written during this boot of

@@ -34,6 +34,12 @@ type session struct {
 	lockf *os.File      // flock(2) target, one descriptor per session
 	plock chan struct{} // processLock(dir)
 
+	// own is this session's file, open from start to Close: Heartbeat and
+	// the session's checks of itself read and rewrite its renewal (at
+	// ownAt) through it, not by opening the file by name each time.
+	own   *os.File
+	ownAt int64
+
 	// life is held shared by every call and exclusively by Close, which so
 	// waits for calls in flight before it releases their files.
 	life   sync.RWMutex
@@ -104,6 +110,9 @@ func Open(ctx context.Context, opts driver.Options) (driver.Driver, error) {
 	}
 	if err := s.start(ctx); err != nil {
 		_ = s.lockf.Close()
+		if s.own != nil {
+			_ = s.own.Close()
+		}
 		if ctx.Err() != nil {
 			return nil, driver.Errorf(backend, "open", dir, err)
 		}
@@ -374,7 +383,7 @@ func (s *session) lose(ctx context.Context) {
 }
 
 // Heartbeat renews the session: it rewrites the boot time in its session
-// file. It takes no lock (see judge for why readers and Heartbeat agree
+// file, in place through the descriptor it keeps. It takes no lock (see judge for why readers and Heartbeat agree
 // without one): it reads the last renewal, writes the new one in place,
 // then reads the clock again, and if by then the last renewal was a TTL
 // ago, a reader may have found the session expired: the session is lost,
@@ -386,17 +395,15 @@ func (s *session) Heartbeat(ctx context.Context) error {
 		return err
 	}
 	defer end()
-	p := s.path(sessionsDir, s.id)
-	rec, last, exists, err := readSession(p)
+	last, exists, err := s.ownRenewal()
 	switch {
 	case err != nil && !errors.Is(err, errGarbage):
 		return driver.Errorf(backend, op, s.member, err)
-	case err == nil && exists && rec.boot == s.host.boot && bootNow()-last.at < s.ttl:
-		err = renew(p, renewal{at: bootNow(), wall: wallNow()})
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	case err == nil && exists && bootNow()-last.at < s.ttl:
+		if _, err := s.own.WriteAt(renewal{at: bootNow(), wall: wallNow()}.encode(), s.ownAt); err != nil {
 			return driver.Errorf(backend, op, s.member, err)
 		}
-		if err == nil && bootNow()-last.at < s.ttl {
+		if bootNow()-last.at < s.ttl {
 			return nil
 		}
 	}
@@ -465,6 +472,7 @@ func (s *session) Close(ctx context.Context) error {
 	s.life.Unlock()
 	defer s.doneOnce.Do(func() { close(s.done) })
 	defer s.lockf.Close()
+	defer s.own.Close()
 	if s.lost.Load() {
 		return nil
 	}

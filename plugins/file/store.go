@@ -176,6 +176,19 @@ func (s *session) judge() (*judge, error) {
 // it was last renewed.
 func (j *judge) alive(id string, ttl time.Duration) (st sessionStat, ok bool, err error) {
 	st, cached := j.stats[id]
+	if !cached && id == j.s.id {
+		// This session itself: its file is open, and this host's.
+		r, exists, err := j.s.ownRenewal()
+		if err != nil && !errors.Is(err, errGarbage) {
+			return sessionStat{}, false, err
+		}
+		st = sessionStat{renewed: r.wall, at: r.at, exists: exists && err == nil}
+		if j.stats == nil {
+			j.stats = make(map[string]sessionStat)
+		}
+		j.stats[id] = st
+		cached = true
+	}
 	if !cached {
 		p := j.s.path(sessionsDir, id)
 		rec, r, exists, err := readSession(p)

@@ -37,9 +37,16 @@ func (s *session) start(ctx context.Context) error {
 	}
 	rec := sessionRecord{member: s.member, instance: s.instance, ttl: s.ttl, pid: os.Getpid(),
 		host: s.host.name, boot: s.host.boot, pidNS: pidNS(), renewal: renewal{at: bootNow(), wall: wallNow()}.encode()}
-	if err := s.writeFile(s.path(sessionsDir, s.id), rec.encode()); err != nil {
+	b := rec.encode()
+	p := s.path(sessionsDir, s.id)
+	if err := s.writeFile(p, b); err != nil {
 		return err
 	}
+	own, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	s.own, s.ownAt = own, int64(len(b)-renewalLen) // the renewal is the record's end
 	if s.instance != "" {
 		return s.writeFile(s.instancePath(), []byte(s.id+"\n"))
 	}
