@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,7 @@ var rawRTs = map[string]map[string]string{
 
 // rawDescr says what each backend's raw client does.
 var rawDescr = map[string]string{
-	"file":       "os calls on a directory: write+rename a record (join/caps), remove (leave), read one file (IsUp), ReadDir + read every file (GetAll), pwrite in place (heartbeat), flock + write+rename / remove (lock)",
+	"file":       "os calls on a directory: write+rename a record (join/caps), remove (leave), read one file (IsUp), ReadDir + read every file (GetAll), pwrite in place (heartbeat), flock + read + pwrite in place, twice (lock)",
 	"redis":      "go-redis: HSET/HDEL (join/leave/caps), pipelined HEXISTS+EXISTS (IsUp), HGETALL + MGET of beat keys (GetAll), SET PX (heartbeat), SET NX PX + DEL (lock)",
 	"memcached":  "gomemcache: gets+cas of a group record (join/leave/caps), GetMulti group+member (IsUp), get + GetMulti of member keys (GetAll), touch (heartbeat), add + delete (lock)",
 	"etcd":       "clientv3: Put on a lease / Delete (join/leave/caps), Get (IsUp), Get with prefix (GetAll), KeepAliveOnce (heartbeat), Txn create-if-absent + Delete (lock)",
@@ -451,12 +452,29 @@ func (r *rawFile) flocked(f func() error) error {
 	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
 	return f()
 }
+
+// lock does what muster's file lock does, by hand: under the flock, read
+// the lock file and rewrite its first 1 KiB in place; once to take it,
+// once to release it.
 func (r *rawFile) lock(ctx context.Context) error {
 	p := filepath.Join(r.dir, "locks", "x")
-	if err := r.flocked(func() error { return r.write(p, []byte("holder ttl token")) }); err != nil {
+	rewrite := func() error {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		var b [3 << 10]byte
+		if _, err := f.ReadAt(b[:], 0); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		_, err = f.WriteAt(b[:1<<10], 0)
 		return err
 	}
-	return r.flocked(func() error { return os.Remove(p) })
+	if err := r.flocked(rewrite); err != nil {
+		return err
+	}
+	return r.flocked(rewrite)
 }
 func (r *rawFile) close() {
 	if r.beat != nil {
