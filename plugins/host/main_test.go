@@ -22,7 +22,7 @@ import (
 )
 
 // Test binaries: the real file plugin; the same with hostile stderr; and
-// with a polling Watch and Lock.
+// with a polling Watch and Lock; and the memory backend as a plugin.
 var pluginDir string
 
 const (
@@ -62,6 +62,9 @@ func TestMain(m *testing.M) {
 		code = 2
 	} else if err := build(host.BinaryName("watching"), "./testdata/watching"); err != nil {
 		fmt.Fprintln(os.Stderr, "build watching plugin:", err)
+		code = 2
+	} else if err := build(host.BinaryName("memory"), "./testdata/memory"); err != nil {
+		fmt.Fprintln(os.Stderr, "build memory plugin:", err)
 		code = 2
 	} else {
 		code = m.Run()

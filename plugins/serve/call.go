@@ -23,6 +23,10 @@ func (s *server) Call(stream proto.Driver_CallServer) error {
 	}
 }
 
+// unknownCall answers every call this plugin does not know; only read
+// (sent) after init, so one serves all streams.
+var unknownCall = &proto.CallResponse{Error: proto.ToError(errUnknownCall)}
+
 func (s *server) call(ctx context.Context, req *proto.CallRequest) *proto.CallResponse {
 	if t := req.GetTimeoutNs(); t > 0 {
 		var cancel context.CancelFunc
@@ -59,7 +63,7 @@ func (s *server) call(ctx context.Context, req *proto.CallRequest) *proto.CallRe
 		r, err = s.Unlock(ctx, c.Unlock)
 		resp.Result = &proto.CallResponse_Empty{Empty: r}
 	default:
-		return &proto.CallResponse{Error: proto.ToError(errUnknownCall)}
+		return unknownCall
 	}
 	if err != nil {
 		return &proto.CallResponse{Error: wireError(err)}

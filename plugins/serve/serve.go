@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,12 @@ import (
 // closeTimeout bounds closing the session when the plugin exits.
 const closeTimeout = 5 * time.Second
 
+// envCPUProfile, when set to a path prefix, makes the plugin write a CPU
+// profile of its life to <prefix>.<pid> as it exits (not when killed): the
+// plugin's half of profiling the call path, the host's being its own
+// -cpuprofile. Test and diagnosis only.
+const envCPUProfile = "MUSTER_PLUGIN_CPUPROFILE"
+
 // Driver serves the backend that factory opens as a go-plugin gRPC plugin,
 // and exits the process when the host is done with it. It is what a plugin
 // binary's main calls; it never returns.
@@ -37,6 +44,7 @@ func Driver(factory driver.Factory) {
 		Output:     os.Stderr, // the real stderr: go-plugin redirects os.Stderr in Serve
 		JSONFormat: true,
 	})
+	stopProfile := startCPUProfile(log)
 
 	srv := newServer(factory, log)
 	var exitOnce sync.Once
@@ -47,6 +55,7 @@ func Driver(factory driver.Factory) {
 			srv.shutdown(ctx, why)
 			cancel()
 			removeSocketDir()
+			stopProfile()
 			os.Exit(code)
 		})
 	}
@@ -116,6 +125,30 @@ func setMaxProcs() {
 		n = 1
 	}
 	runtime.GOMAXPROCS(n)
+}
+
+// startCPUProfile starts the profile envCPUProfile asks for, if any, and
+// returns what ends it.
+func startCPUProfile(log hclog.Logger) (stop func()) {
+	prefix := os.Getenv(envCPUProfile)
+	if prefix == "" {
+		return func() {}
+	}
+	path := prefix + "." + strconv.Itoa(os.Getpid())
+	f, err := os.Create(path)
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		log.Warn("no CPU profile", "path", path, "error", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // removeSocketDir removes the directory go-plugin's host made for this
