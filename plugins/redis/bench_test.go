@@ -67,3 +67,31 @@ func BenchmarkLockUnlock(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMember reads one member of a group of 1 and of 200
+// (driver.MemberGetter, what IsUp costs): its cost must not grow with the
+// group.
+func BenchmarkMember(b *testing.B) {
+	for _, n := range []int{1, 200} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ctx := context.Background()
+			url := nsURL(b)
+			obs := benchOpen(b, url, "obs")
+			if err := obs.CreateGroup(ctx, "g"); err != nil {
+				b.Fatal(err)
+			}
+			for i := range n {
+				if err := benchOpen(b, url, fmt.Sprint("m", i)).Join(ctx, "g", []byte{0x80}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			getter := obs.(driver.MemberGetter)
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := getter.Member(ctx, "g", "m0"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -46,9 +46,9 @@ end
 local function live_session()
   return redis.call('EXISTS', k_sess(sid)) == 1
 end
--- liveness of member m of group g: alive, updated-at (ms)
-local function member_state(g, m, tooz_ttl, now)
-  local owner = redis.call('HGET', k_owners(g), m)
+-- liveness of member m whose owning session is owner (false or nil for a
+-- tooz member, which has none): alive, updated-at (ms)
+local function owner_state(owner, m, tooz_ttl, now)
   if owner then
     local r = redis.call('HGET', k_sess(owner), 'r')
     if r then return true, tonumber(r) end
@@ -60,6 +60,10 @@ local function member_state(g, m, tooz_ttl, now)
   local upd = now - (tooz_ttl - pttl)
   if upd > now then upd = now end
   return true, upd
+end
+-- liveness of member m of group g: alive, updated-at (ms)
+local function member_state(g, m, tooz_ttl, now)
+  return owner_state(redis.call('HGET', k_owners(g), m), m, tooz_ttl, now)
 end
 local function drop_member(g, m)
   redis.call('HDEL', k_group(g), m)
@@ -245,18 +249,31 @@ local g, tt, only = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 if not live_session() then return {1} end
 if redis.call('EXISTS', k_group(g)) == 0 then return {2} end
 local now = now_ms()
-local out = {0, now}
-local f = redis.call('HGETALL', k_group(g))
+local out, n = {0, now}, 2
+local f, owners, down = {}, {}, {}
+if only == '' then
+  -- The whole group: its owners and marks in one call each, not one per
+  -- member (a group of 10,000 took 30,000 calls).
+  f = redis.call('HGETALL', k_group(g))
+  local o = redis.call('HGETALL', k_owners(g))
+  for i = 1, #o, 2 do owners[o[i]] = o[i+1] end
+  for _, m in ipairs(redis.call('SMEMBERS', k_down(g))) do down[m] = 1 end
+else
+  -- One member: its fields alone, whatever the group's size.
+  local caps = redis.call('HGET', k_group(g), only)
+  if caps then
+    f = {only, caps}
+    owners[only] = redis.call('HGET', k_owners(g), only)
+    down[only] = redis.call('SISMEMBER', k_down(g), only)
+  end
+end
 for i = 1, #f, 2 do
   local m = f[i]
-  if m ~= CREATED and (only == '' or only == m) then
-    local alive, upd = member_state(g, m, tt, now)
+  if m ~= CREATED then
+    local alive, upd = owner_state(owners[m], m, tt, now)
     if alive then
-      local down = redis.call('SISMEMBER', k_down(g), m)
-      table.insert(out, m)
-      table.insert(out, f[i+1])
-      table.insert(out, upd)
-      table.insert(out, down)
+      out[n+1], out[n+2], out[n+3], out[n+4] = m, f[i+1], upd, down[m] or 0
+      n = n + 4
     else
       drop_member(g, m)
     end
