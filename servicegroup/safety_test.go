@@ -373,3 +373,42 @@ func TestAcquireWaitsThroughTransientFailures(t *testing.T) {
 		t.Fatalf("Acquire with a permanent error: %v; want ErrInvalidName", err)
 	}
 }
+
+// A read in flight when recovery closes its session fails with whatever
+// the closed driver says (go-redis: "client is closed", an unavailable
+// backend): it is retried on the new session, not returned.
+func TestReadOnClosedSessionIsRetried(t *testing.T) {
+	u := memURL()
+	a, g := openGated(t, u, "a")
+	if err := a.JoinOrCreate(bgctx(t), "g", nil); err != nil {
+		t.Fatal(err)
+	}
+	inMembers := newPoint()
+	g.set("Members", hook{
+		pre: func(d *gated) {
+			if d.n == 0 {
+				inMembers.stop()
+			}
+		},
+		post: func(d *gated, err error) error {
+			if d.n == 0 {
+				return fmt.Errorf("gated: %w: client is closed", driver.ErrUnavailable)
+			}
+			return err
+		},
+	})
+	res := make(chan error, 1)
+	go func() { _, err := a.GetAll(bgctx(t), "g"); res <- err }()
+	inMembers.wait(t, "Members on the first session")
+	closing := loseSession(t, g)
+	closing.wait(t, "recovery closing the old session")
+	g.clear("Heartbeat")
+	closing.go_()
+	inMembers.go_()
+	if err := <-res; err != nil {
+		t.Fatalf("GetAll across the session's replacement: %v", err)
+	}
+	if n := g.count(); n < 2 {
+		t.Fatalf("%d sessions opened; want the read retried on a second", n)
+	}
+}

@@ -442,7 +442,10 @@ func (s *ServiceGroup) doOnce(ctx context.Context, op func(driver.Driver) error,
 		return err
 	}
 	err = op(e.drv)
-	if !lostSession(err) {
+	// A call on a session that died while it ran (recovery closes the old
+	// driver under it: "client is closed") failed because of that, whatever
+	// the error says: it is retried on the new session, as a lost one is.
+	if !lostSession(err) && (err == nil || !s.isDead(e)) {
 		return err
 	}
 	s.kill(e, err.Error())
