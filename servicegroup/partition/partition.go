@@ -186,6 +186,10 @@ func (p *Partitioner) set(weights map[string]int) {
 // next builds the ring for weights: by one With or Without when a single
 // member joined, left or changed weight (the same ring New would build, at
 // a fraction of the cost on a large group), else anew.
+// maxIncremental is the most joins (a leave counts two) next applies one
+// by one rather than building the ring anew.
+const maxIncremental = 4
+
 func (p *Partitioner) next(weights map[string]int) (*hashring.Ring, error) {
 	if p.ring != nil {
 		var changed, gone []string
@@ -199,11 +203,30 @@ func (p *Partitioner) next(weights map[string]int) (*hashring.Ring, error) {
 				gone = append(gone, id)
 			}
 		}
-		switch {
-		case len(changed) == 1 && len(gone) == 0:
-			return p.ring.With(hashring.Node{Name: changed[0], Weight: weights[changed[0]]})
-		case len(changed) == 0 && len(gone) == 1:
-			return p.ring.Without(gone[0]), nil
+		// A few joins and leaves at once (agents starting together, seen
+		// in one diff) are applied one by one: With and Without give the
+		// ring New would, and cost less than New for up to about four
+		// joins or two leaves (CPU, 100 and 1,000 members: a join ~1/4 of
+		// a New, a leave ~1/2). A weight change rebuilds in With anyway.
+		joined := 0
+		for _, id := range changed {
+			if _, ok := p.weights[id]; !ok {
+				joined++
+			}
+		}
+		cost := joined + 2*len(gone)
+		if len(changed)+len(gone) == 1 || (joined == len(changed) && cost <= maxIncremental) {
+			r := p.ring
+			for _, id := range gone {
+				r = r.Without(id)
+			}
+			for _, id := range changed {
+				var err error
+				if r, err = r.With(hashring.Node{Name: id, Weight: weights[id]}); err != nil {
+					return nil, err
+				}
+			}
+			return r, nil
 		}
 	}
 	nodes := make([]hashring.Node, 0, len(weights))

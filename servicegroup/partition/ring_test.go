@@ -23,8 +23,18 @@ func TestRingFollowsChangesExactly(t *testing.T) {
 				func() { weights["c"] = 1 },                  // With
 				func() { weights["b"] = 3 },                  // a weight changes: With
 				func() { delete(weights, "a") },              // one leaves: Without
-				func() { weights["d"], weights["e"] = 1, 1 }, // two at once: New
+				func() { weights["d"], weights["e"] = 1, 1 }, // two at once
 				func() { delete(weights, "c"); weights["f"] = 2 },
+				func() { // past the size up to which With builds anew
+					for i := range 30 {
+						weights[fmt.Sprint("agent-", i)] = 1
+					}
+				},
+				func() { weights["g"], weights["h"], weights["i"], weights["j"] = 1, 1, 2, 1 }, // four joins: one by one
+				func() { delete(weights, "agent-3"); delete(weights, "agent-17") },             // two leaves: one by one
+				func() { delete(weights, "g"); weights["k"], weights["l"] = 1, 1 },             // two joins and a leave: New
+				func() { weights["agent-7"] = 3 },                                              // a weight change
+				func() { delete(weights, "h"); weights["agent-8"] = 2 },                        // a leave and a weight change: New
 			}
 			for i, step := range steps {
 				step()
