@@ -149,6 +149,21 @@ func (s *ServiceGroup) watch(ctx context.Context, group string, marks bool) (*Wa
 	return w, nil
 }
 
+// rawStates is rawMembers for a diff, which needs no UpdatedAt: where the
+// backend lists members cheaper without it (driver.StateLister), so.
+func (s *ServiceGroup) rawStates(ctx context.Context, group string) ([]driver.Member, error) {
+	var raw []driver.Member
+	err := s.do(ctx, func(d driver.Driver) (err error) {
+		if l, ok := d.(driver.StateLister); ok {
+			raw, err = l.MemberStates(ctx, group)
+		} else {
+			raw, err = d.Members(ctx, group)
+		}
+		return err
+	})
+	return raw, err
+}
+
 // rawMembers lists group's live members as the backend stores them.
 func (s *ServiceGroup) rawMembers(ctx context.Context, group string) ([]driver.Member, error) {
 	var raw []driver.Member
@@ -274,7 +289,7 @@ func (s *ServiceGroup) poll(ctx context.Context, group string, first []driver.Me
 			}
 		}
 		began := monoNow()
-		ms, err := s.rawMembers(ctx, group)
+		ms, err := s.rawStates(ctx, group)
 		switch {
 		case errors.Is(err, driver.ErrGroupNotFound):
 			if !diff(nil) {

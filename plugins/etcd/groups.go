@@ -205,6 +205,19 @@ func (s *session) SetForcedDown(ctx context.Context, g, member string, down bool
 // Members lists g's live members: the keys under the group on a lease. A
 // key on no lease is not a member (it would never expire).
 func (s *session) Members(ctx context.Context, g string) ([]driver.Member, error) {
+	return s.members(ctx, g, true)
+}
+
+// MemberStates is Members in one transaction (driver.StateLister): without
+// UpdatedAt it asks no lease its age, so a watch's diff costs one round
+// trip whatever the group's size. A member whose lease has expired but
+// which the server has not revoked yet (its lessor checks every 500 ms) is
+// listed until it is; its keys' deletion then reaches the watch.
+func (s *session) MemberStates(ctx context.Context, g string) ([]driver.Member, error) {
+	return s.members(ctx, g, false)
+}
+
+func (s *session) members(ctx context.Context, g string, times bool) ([]driver.Member, error) {
 	ctx, cancel, err := s.begin(ctx, "members", g)
 	if err != nil {
 		return nil, err
@@ -246,11 +259,17 @@ func (s *session) Members(ctx context.Context, g string) ([]driver.Member, error
 	for _, kv := range t.Responses[1].GetResponseRange().Kvs {
 		marks[string(kv.Key[len(mp):])] = true
 	}
+	out := make([]driver.Member, 0, len(entries))
+	if !times {
+		for _, e := range entries {
+			out = append(out, driver.Member{ID: e.id, Capabilities: e.caps, ForcedDown: marks[e.id]})
+		}
+		return out, nil
+	}
 	at, err := s.updatedAt(ctx, leases)
 	if err != nil {
 		return nil, s.fail("members", g, err)
 	}
-	out := make([]driver.Member, 0, len(entries))
 	for _, e := range entries {
 		when, ok := at[e.lease]
 		if !ok {
@@ -260,6 +279,8 @@ func (s *session) Members(ctx context.Context, g string) ([]driver.Member, error
 	}
 	return out, nil
 }
+
+var _ driver.StateLister = (*session)(nil)
 
 // Member reads one member: IsUp and UpdatedAt cost one transaction and one
 // lease look-up, not a listing.

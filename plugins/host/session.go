@@ -460,7 +460,19 @@ func (s *session) Leave(ctx context.Context, group string) error {
 }
 
 func (s *session) Members(ctx context.Context, group string) ([]driver.Member, error) {
-	resp, err := s.hot(ctx, "members", group, &proto.CallRequest{Call: &proto.CallRequest_Members{Members: &proto.GroupRequest{Group: group}}})
+	return s.members(ctx, group, false)
+}
+
+// MemberStates is Members without the need for UpdatedAt
+// (driver.StateLister): the plugin lists cheaper if its driver can, and
+// an older plugin, which ignores the flag, answers as Members.
+func (s *session) MemberStates(ctx context.Context, group string) ([]driver.Member, error) {
+	return s.members(ctx, group, true)
+}
+
+func (s *session) members(ctx context.Context, group string, noTimes bool) ([]driver.Member, error) {
+	req := &proto.GroupRequest{Group: group, WithoutUpdatedAt: noTimes}
+	resp, err := s.hot(ctx, "members", group, &proto.CallRequest{Call: &proto.CallRequest_Members{Members: req}})
 	if err != nil {
 		return nil, err
 	}

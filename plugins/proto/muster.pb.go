@@ -798,10 +798,14 @@ func (x *SessionEvent) GetReason() string {
 }
 
 type GroupRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Members only: the host needs no UpdatedAt (driver.StateLister); a
+	// plugin whose driver lists members cheaper without it does so. Older
+	// plugins ignore it and answer with UpdatedAt, which is as good.
+	WithoutUpdatedAt bool `protobuf:"varint,2,opt,name=without_updated_at,json=withoutUpdatedAt,proto3" json:"without_updated_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GroupRequest) Reset() {
@@ -839,6 +843,13 @@ func (x *GroupRequest) GetGroup() string {
 		return x.Group
 	}
 	return ""
+}
+
+func (x *GroupRequest) GetWithoutUpdatedAt() bool {
+	if x != nil {
+		return x.WithoutUpdatedAt
+	}
+	return false
 }
 
 type GroupsResponse struct {
@@ -1713,9 +1724,10 @@ const file_muster_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"4\n" +
 	"\x04Type\x12\x14\n" +
 	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
-	"\x12TYPE_SESSION_ENDED\x10\x01\"$\n" +
+	"\x12TYPE_SESSION_ENDED\x10\x01\"R\n" +
 	"\fGroupRequest\x12\x14\n" +
-	"\x05group\x18\x01 \x01(\tR\x05group\"(\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12,\n" +
+	"\x12without_updated_at\x18\x02 \x01(\bR\x10withoutUpdatedAt\"(\n" +
 	"\x0eGroupsResponse\x12\x16\n" +
 	"\x06groups\x18\x01 \x03(\tR\x06groups\"O\n" +
 	"\x13CapabilitiesRequest\x12\x14\n" +

@@ -330,7 +330,12 @@ func (s *server) Members(ctx context.Context, req *proto.GroupRequest) (*proto.M
 	if err != nil {
 		return nil, s.status(err)
 	}
-	members, err := drv.Members(ctx, req.GetGroup())
+	var members []driver.Member
+	if l, ok := drv.(driver.StateLister); ok && req.GetWithoutUpdatedAt() {
+		members, err = l.MemberStates(ctx, req.GetGroup())
+	} else {
+		members, err = drv.Members(ctx, req.GetGroup())
+	}
 	if err != nil {
 		return nil, s.status(err)
 	}

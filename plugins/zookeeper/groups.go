@@ -268,13 +268,26 @@ func (s *session) touch(g string) error {
 // member's UpdatedAt is its session record's mtime, by ZooKeeper's clock;
 // for a member written by tooz (no session record), its node's mtime.
 func (s *session) Members(ctx context.Context, g string) ([]driver.Member, error) {
+	return s.list(ctx, g, true)
+}
+
+// MemberStates is Members without UpdatedAt (driver.StateLister): it reads
+// no session record, so a watch's diff costs the children and one read per
+// member, half of Members' requests.
+func (s *session) MemberStates(ctx context.Context, g string) ([]driver.Member, error) {
+	return s.list(ctx, g, false)
+}
+
+var _ driver.StateLister = (*session)(nil)
+
+func (s *session) list(ctx context.Context, g string, times bool) ([]driver.Member, error) {
 	if err := s.start("members", "group", g); err != nil {
 		return nil, err
 	}
 	var out []driver.Member
 	err := s.do(ctx, func() error {
 		var err error
-		out, err = s.members(g)
+		out, err = s.members(g, times)
 		return err
 	})
 	if errors.Is(err, zk.ErrNoNode) {
@@ -359,7 +372,7 @@ func (s *session) readMember(g, member string) (driver.Member, error) {
 // pipelines them on its one connection.
 const fanout = 64
 
-func (s *session) members(g string) ([]driver.Member, error) {
+func (s *session) members(g string, times bool) ([]driver.Member, error) {
 	kids, _, err := s.conn.Children(s.groupPath(g))
 	if err != nil {
 		return nil, err
@@ -403,7 +416,9 @@ func (s *session) members(g string) ([]driver.Member, error) {
 	}
 	owners := make([]int64, 0, len(beats))
 	for owner := range beats {
-		owners = append(owners, owner)
+		if times {
+			owners = append(owners, owner)
+		}
 	}
 	var bmu sync.Mutex
 	for _, owner := range owners {

@@ -172,6 +172,16 @@ type MemberGetter interface {
 	Member(ctx context.Context, group, member string) (Member, error)
 }
 
+// StateLister is implemented by backends whose Members pays extra reads
+// for UpdatedAt alone (etcd: a lease TimeToLive per renewed member;
+// ZooKeeper: each owner's session record). MemberStates lists what Members
+// lists, with the same capabilities and marks, but UpdatedAt may be zero:
+// what a watch's diff reads every WatchInterval, which compares
+// capabilities and marks only.
+type StateLister interface {
+	MemberStates(ctx context.Context, group string) ([]Member, error)
+}
+
 // KnownMember is a member a backend still holds a record of, live or not.
 type KnownMember struct {
 	Member

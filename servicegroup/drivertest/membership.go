@@ -27,6 +27,7 @@ func (s *suite) membershipTests() []test {
 		{"IsUp is true for a live member and false for a departed, expired or forced-down one", s.testIsUp},
 		{"each member's updated-at time advances with heartbeats and comes from the backend", s.testUpdatedAt},
 		{"KnownMembers lists live members as live, dead ones it keeps as not live, and ErrGroupNotFound for a missing group", s.testKnownMembers},
+		{"MemberStates lists what Members lists, with the same capabilities and marks", s.testMemberStates},
 	}
 }
 
