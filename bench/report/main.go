@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +34,19 @@ func main() {
 	flag.StringVar(&backends, "backends", strings.Join(allBackends, ","), "comma-separated backends")
 	flag.StringVar(&o.sections, "sections", "abcde", "which tables: a latency, b tooz, c failure detection, d scale, e footprint")
 	flag.StringVar(&o.binDir, "bin", "bin", "`dir` of muster and muster-plugin-* built by make build (built into a temp dir when missing)")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to `file` (diagnosis)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	o.backends = strings.Split(backends, ",")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -46,7 +46,7 @@ func sectionScale(ctx context.Context, rep *report, bs []*backend) {
 	}
 	rep.emit(groups)
 	rep.emit(beats)
-	rep.notes = append(rep.notes, "d. Not measured: the time for the partitioners of 100 central agents to converge after one leaves (left for a later run).")
+	sectionConverge(ctx, rep, bs)
 }
 
 func runScale(ctx context.Context, rep *report, groups, beats *table, b *backend, steps []int, window time.Duration, k int) error {
