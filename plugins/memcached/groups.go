@@ -407,8 +407,14 @@ type groupRead struct {
 }
 
 func (st *groupRead) member(id string, stamp int64) driver.Member {
-	return driver.Member{ID: id, Capabilities: clone(st.rec.entries[id].caps),
-		UpdatedAt: time.Unix(0, stamp), ForcedDown: slices.Contains(st.down, id)}
+	return newMember(id, st.rec.entries[id], stamp, st.down)
+}
+
+// newMember is how Members and Member report an entry: stamp is its
+// UpdatedAt (ns), down the group's forced-down marks.
+func newMember(id string, e *entry, stamp int64, down []string) driver.Member {
+	return driver.Member{ID: id, Capabilities: clone(e.caps),
+		UpdatedAt: time.Unix(0, stamp), ForcedDown: slices.Contains(down, id)}
 }
 
 // readGroup reads group g for Members and KnownMembers.

@@ -103,49 +103,19 @@ var errNoGroup = errors.New("no group record")
 // decodeGroup reads a group record; a nil value (tooz's half-deleted
 // group) is errNoGroup.
 func decodeGroup(b []byte) (*groupRecord, error) {
-	dec := msgpack.NewDecoder(bytes.NewReader(b))
-	code, err := dec.PeekCode()
+	dec, n, err := openGroup(b)
 	if err != nil {
-		return nil, fmt.Errorf("group record: %w", err)
+		return nil, err
 	}
-	if code == msgpcode.Nil {
-		return nil, errNoGroup
-	}
-	n, err := dec.DecodeMapLen()
-	if err != nil {
-		return nil, fmt.Errorf("group record: %w", err)
-	}
-	g := &groupRecord{entries: make(map[string]*entry, max(n, 0))}
-	for range max(n, 0) {
+	g := &groupRecord{entries: make(map[string]*entry, n)}
+	for range n {
 		id, err := decodeName(dec)
 		if err != nil {
 			return nil, fmt.Errorf("group record: member id: %w", err)
 		}
-		e := &entry{}
-		fields, err := dec.DecodeMapLen()
+		e, err := decodeEntry(dec, id)
 		if err != nil {
-			return nil, fmt.Errorf("group record: member %q: %w", id, err)
-		}
-		for range max(fields, 0) {
-			k, err := decodeName(dec)
-			if err != nil {
-				return nil, fmt.Errorf("group record: member %q: %w", id, err)
-			}
-			raw, err := dec.DecodeRaw()
-			if err != nil {
-				return nil, fmt.Errorf("group record: member %q: %w", id, err)
-			}
-			switch k {
-			case "capabilities":
-				e.caps = capsFromRaw(raw)
-			case "session":
-				_ = msgpack.Unmarshal(raw, &e.session)
-			default:
-				if e.extra == nil {
-					e.extra = map[string]msgpack.RawMessage{}
-				}
-				e.extra[k] = append(msgpack.RawMessage(nil), raw...)
-			}
+			return nil, err
 		}
 		if _, dup := g.entries[id]; !dup {
 			g.ids = append(g.ids, id)
@@ -153,6 +123,82 @@ func decodeGroup(b []byte) (*groupRecord, error) {
 		g.entries[id] = e
 	}
 	return g, nil
+}
+
+// findEntry reads the entry of one member from a group record, as
+// decodeGroup would (the last of duplicates), skipping the others
+// undecoded; nil when it has none. A nil value is errNoGroup.
+func findEntry(b []byte, id string) (*entry, error) {
+	dec, n, err := openGroup(b)
+	if err != nil {
+		return nil, err
+	}
+	var found *entry
+	for range n {
+		name, err := decodeName(dec)
+		if err != nil {
+			return nil, fmt.Errorf("group record: member id: %w", err)
+		}
+		if name != id {
+			if err := dec.Skip(); err != nil {
+				return nil, fmt.Errorf("group record: member %q: %w", name, err)
+			}
+			continue
+		}
+		if found, err = decodeEntry(dec, id); err != nil {
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
+// openGroup starts reading a group record: a decoder at its first entry
+// and the number of entries.
+func openGroup(b []byte) (*msgpack.Decoder, int, error) {
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	code, err := dec.PeekCode()
+	if err != nil {
+		return nil, 0, fmt.Errorf("group record: %w", err)
+	}
+	if code == msgpcode.Nil {
+		return nil, 0, errNoGroup
+	}
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return nil, 0, fmt.Errorf("group record: %w", err)
+	}
+	return dec, max(n, 0), nil
+}
+
+// decodeEntry reads member id's fields.
+func decodeEntry(dec *msgpack.Decoder, id string) (*entry, error) {
+	e := &entry{}
+	fields, err := dec.DecodeMapLen()
+	if err != nil {
+		return nil, fmt.Errorf("group record: member %q: %w", id, err)
+	}
+	for range max(fields, 0) {
+		k, err := decodeName(dec)
+		if err != nil {
+			return nil, fmt.Errorf("group record: member %q: %w", id, err)
+		}
+		raw, err := dec.DecodeRaw()
+		if err != nil {
+			return nil, fmt.Errorf("group record: member %q: %w", id, err)
+		}
+		switch k {
+		case "capabilities":
+			e.caps = capsFromRaw(raw)
+		case "session":
+			_ = msgpack.Unmarshal(raw, &e.session)
+		default:
+			if e.extra == nil {
+				e.extra = map[string]msgpack.RawMessage{}
+			}
+			e.extra[k] = append(msgpack.RawMessage(nil), raw...)
+		}
+	}
+	return e, nil
 }
 
 // capsFromRaw keeps a capabilities value as msgpack; tooz's default b""
@@ -173,6 +219,14 @@ func capsFromRaw(raw []byte) []byte {
 
 // decodeName reads a str or bin (tooz writes bin, but accept both).
 func decodeName(dec *msgpack.Decoder) (string, error) {
+	code, err := dec.PeekCode()
+	if err != nil {
+		return "", err
+	}
+	if msgpcode.IsString(code) || msgpcode.IsBin(code) {
+		b, err := dec.DecodeBytes() // without DecodeInterface's boxing
+		return string(b), err
+	}
 	v, err := dec.DecodeInterface()
 	if err != nil {
 		return "", err

@@ -53,6 +53,9 @@ type session struct {
 	renewed time.Time         // when the last successful renewal was sent
 	timer   *time.Timer       // fires when renewed+ttl passes
 	done    chan struct{}
+	// seen maps a member to the session Member last found it joined by,
+	// so the next Member reads that session's key in its first round trip.
+	seen map[string]string
 }
 
 // Open opens a session on the servers named by opts.URL (see parseURL).
@@ -106,6 +109,7 @@ func Open(ctx context.Context, opts driver.Options) (driver.Driver, error) {
 		joined:   map[string]bool{},
 		locks:    map[string]uint64{},
 		done:     make(chan struct{}),
+		seen:     map[string]string{},
 	}
 	if err := s.start(opts.Instance); err != nil {
 		mc.Close()
