@@ -40,6 +40,19 @@ type agent struct {
 // openAgent opens member's session on url, joins the agents' group
 // (creating it when create) and starts its Partitioner.
 func openAgent(ctx context.Context, b *backend, url, member string, create bool) (*agent, error) {
+	a, err := joinAgent(ctx, b, url, member, create)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.follow(ctx); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// joinAgent is openAgent without the Partitioner.
+func joinAgent(ctx context.Context, b *backend, url, member string, create bool) (*agent, error) {
 	s, err := openSession(ctx, b, b.open, url, member, agentHB, agentTTL)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", member, err)
@@ -52,16 +65,23 @@ func openAgent(ctx context.Context, b *backend, url, member string, create bool)
 		s.close()
 		return nil, fmt.Errorf("join %s: %w", member, err)
 	}
-	p, err := partition.New(ctx, s.sg, agentGroup)
+	return &agent{s: s}, nil
+}
+
+// follow starts a's Partitioner.
+func (a *agent) follow(ctx context.Context) error {
+	p, err := partition.New(ctx, a.s.sg, agentGroup)
 	if err != nil {
-		s.close()
-		return nil, fmt.Errorf("partitioner of %s: %w", member, err)
+		return fmt.Errorf("partitioner of %s: %w", a.s.sg.Member(), err)
 	}
-	return &agent{s: s, p: p}, nil
+	a.p = p
+	return nil
 }
 
 func (a *agent) close() {
-	a.p.Close()
+	if a.p != nil {
+		a.p.Close()
+	}
 	a.s.close()
 }
 
@@ -140,17 +160,18 @@ func converged(ctx context.Context, ps []*partition.Partitioner, want map[string
 }
 
 func sectionConverge(ctx context.Context, rep *report, bs []*backend) {
-	trials := 10
+	// A crash trial waits out the member TTL: quick mode runs fewer.
+	trials, crashes := 10, 10
 	if rep.o.quick {
-		trials = 3
+		trials, crashes = 3, 2
 	}
 	t := &table{
 		title: fmt.Sprintf("d. Scale: the partitioners of %d central agents converging after one leaves", agentCount),
 		note: fmt.Sprintf("%d central agents on one group: %d in-process sessions in this process (heartbeat %v, member TTL %v, watch interval %v: a `muster agent central`'s defaults), each joined and running its own partition.Partitioner, plus the agent that leaves, a fresh one each trial. "+
 			"Graceful: an in-process agent with its own Partitioner calls Leave; timed from the call. Crash: a member process (`report member`, in-process backend, the same heartbeat and TTL; it joins but runs no Partitioner) killed with SIGKILL and reaped at once, so it stops heartbeating without leaving; timed from the kill: where only the TTL tells of the death this holds the rest of the TTL (the last heartbeat was up to %v before the kill), where the backend sees the process go (file checks the writer's pid) it is one poll. "+
-			"Converged = the last of the %d remaining Partitioners to have exactly the %d remaining members on its ring (each timed at the first moment it does; not re-checked that all still agree then). %d trials of each. "+
+			"Converged = the last of the %d remaining Partitioners to have exactly the %d remaining members on its ring (each timed at the first moment it does; not re-checked that all still agree then). %d graceful and %d crash trials. "+
 			"Targets: graceful within the watch latency (native watch: ≤ 50 ms, table c's; polled: ≤ the watch interval + one round trip, the p99 of a direct Members of the group in this run, + 5 ms of timer lateness, as in table c2); crash ≤ TTL + the watch interval + one round trip + 5 ms; both plus the agents' share of this machine, since all of them rebuild their rings on its cores (one rebuild, measured here, × %d agents ÷ %d CPUs); an agent on its own host pays one rebuild.",
-			agentCount, agentCount-1, agentHB, agentTTL, agentWatch, agentHB, agentCount-1, agentCount-1, trials, agentCount-1, runtime.NumCPU()),
+			agentCount, agentCount-1, agentHB, agentTTL, agentWatch, agentHB, agentCount-1, agentCount-1, trials, crashes, agentCount-1, runtime.NumCPU()),
 		head: []string{"backend", "watch", "agents", "leave", "converge p50", "p99", "trials", "one agent's ring rebuild", "target"},
 	}
 	for _, b := range bs {
@@ -158,7 +179,7 @@ func sectionConverge(ctx context.Context, rep *report, bs []*backend) {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: d. central agents converging, %s\n", b.name)
-		rows, err := runConverge(ctx, b, trials)
+		rows, err := runConverge(ctx, b, trials, crashes)
 		for _, r := range rows {
 			t.add(r...)
 		}
@@ -170,7 +191,7 @@ func sectionConverge(ctx context.Context, rep *report, bs []*backend) {
 	rep.emit(t)
 }
 
-func runConverge(ctx context.Context, b *backend, trials int) ([][]string, error) {
+func runConverge(ctx context.Context, b *backend, trials, crashes int) ([][]string, error) {
 	url, err := b.url(ctx)
 	if err != nil {
 		return nil, err
@@ -225,7 +246,7 @@ func runConverge(ctx context.Context, b *backend, trials int) ([][]string, error
 		return nil, fmt.Errorf("graceful leave: %w", err)
 	}
 	rows = append(rows, row("graceful (Leave)", grace, graceLimit))
-	crash, err := convergeTrials(ctx, b.name+" crash", trials, ps, want, func(i int, with map[string]bool) (time.Time, func(), error) {
+	crash, err := convergeTrials(ctx, b.name+" crash", crashes, ps, want, func(i int, with map[string]bool) (time.Time, func(), error) {
 		return crashLeave(ctx, url, fmt.Sprintf("leaver-k%d", i), ps, with)
 	})
 	if err != nil {
@@ -237,26 +258,38 @@ func runConverge(ctx context.Context, b *backend, trials int) ([][]string, error
 // openAgents opens n agents named agent-0.. on url, 16 at a time; the
 // first creates the group.
 func openAgents(ctx context.Context, b *backend, url string, n int) ([]*agent, error) {
-	first, err := openAgent(ctx, b, url, "agent-0", true)
+	first, err := joinAgent(ctx, b, url, "agent-0", true)
 	if err != nil {
 		return nil, err
 	}
 	as := make([]*agent, n)
 	as[0] = first
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i := 1; i < n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			as[i], errs[i] = openAgent(ctx, b, url, fmt.Sprintf("agent-%d", i), false)
-			<-sem
-		}()
+	// All join first, then all start following: Partitioners started
+	// among the joins would each rebuild its ring at nearly every join
+	// (99 x 99 rebuilds), which is start-up cost, not what is measured.
+	each := func(from int, f func(i int) error) error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		for i := from; i < n; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				errs[i] = f(i)
+				<-sem
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
 	}
-	wg.Wait()
-	return as, errors.Join(errs...)
+	if err := each(1, func(i int) (err error) {
+		as[i], err = joinAgent(ctx, b, url, fmt.Sprintf("agent-%d", i), false)
+		return err
+	}); err != nil {
+		return as, err
+	}
+	return as, each(0, func(i int) error { return as[i].follow(ctx) })
 }
 
 // A leaveFunc opens a fresh agent, waits until it and the Partitioners agree
