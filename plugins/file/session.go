@@ -28,6 +28,7 @@ type session struct {
 	member   string
 	instance string
 	ttl      time.Duration
+	ownerPID int  // opts.OwnerPID: the process whose exit ends the session at once
 	host     host // this host and boot, for the session file
 	log      *zap.Logger
 
@@ -95,6 +96,7 @@ func Open(ctx context.Context, opts driver.Options) (driver.Driver, error) {
 		member:   opts.Member,
 		instance: opts.Instance,
 		ttl:      opts.TTL,
+		ownerPID: opts.OwnerPID,
 		log:      log.With(zap.String("backend", backend), zap.String("dir", dir)),
 		plock:    processLock(dir),
 		done:     make(chan struct{}),

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,7 +36,7 @@ func (s *session) start(ctx context.Context) error {
 			return err
 		}
 	}
-	rec := sessionRecord{member: s.member, instance: s.instance, ttl: s.ttl, pid: os.Getpid(),
+	rec := sessionRecord{member: s.member, instance: s.instance, ttl: s.ttl, pid: cmp.Or(s.ownerPID, os.Getpid()),
 		host: s.host.name, boot: s.host.boot, pidNS: pidNS(), renewal: renewal{at: bootNow(), wall: wallNow()}.encode()}
 	b := rec.encode()
 	p := s.path(sessionsDir, s.id)

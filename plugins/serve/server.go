@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +67,9 @@ func (s *server) Open(ctx context.Context, req *proto.OpenRequest) (*proto.OpenR
 		TTL:         time.Duration(req.GetTtlNanos()),
 		DialTimeout: time.Duration(req.GetDialTimeoutNanos()),
 		Logger:      zap.New(newHclogCore(s.log.Named("driver"))),
+	}
+	if pid, err := strconv.Atoi(os.Getenv(proto.EnvHostPID)); err == nil && pid > 0 {
+		opts.OwnerPID = pid // the host holds what this session takes
 	}
 	// A backend may keep the context it was opened with; the RPC's ends
 	// with the call, so cancel only while Open runs.

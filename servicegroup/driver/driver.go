@@ -28,6 +28,12 @@ type Options struct {
 	// every earlier session of the same Instance at once: that is how the
 	// ghost session of a killed plugin is cleared before its TTL runs out.
 	Instance string
+	// OwnerPID is the process that acts on the session's locks and
+	// memberships: the host, when a plugin serves the session; 0 means
+	// this process. A backend that ends a session as soon as its process
+	// is gone (file) watches this one: a killed plugin's host still
+	// believes it holds its locks until its own deadline passes.
+	OwnerPID int
 	// TTL is how long the session lives without a Heartbeat.
 	TTL time.Duration
 	// DialTimeout bounds Open against an unreachable backend.
