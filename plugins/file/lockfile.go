@@ -123,19 +123,20 @@ func parseLockFile(b []byte) (lockState, error) {
 // encodeSlot writes one slot into dst (lockSlot bytes): the magic line,
 // "key value" lines, a checksum of all that, and padding.
 func encodeSlot(dst []byte, fields [][2]string) error {
-	b := append(dst[:0:lockSlot], lockMagic...)
+	b := []byte(lockMagic)
 	for _, f := range fields {
 		b = append(append(append(append(b, f[0]...), ' '), f[1]...), '\n')
 	}
 	b = fmt.Appendf(b, "sum %08x\n", crc32.ChecksumIEEE(b))
-	if len(b) > lockSlot {
+	if len(b) >= lockSlot {
 		// Names are bounded (a member name quotes to under 600 bytes).
 		return fmt.Errorf("lock record of %d bytes does not fit its %d-byte slot", len(b), lockSlot)
 	}
-	for len(b) < lockSlot-1 {
-		b = append(b, ' ')
+	n := copy(dst[:lockSlot], b)
+	for i := n; i < lockSlot-1; i++ {
+		dst[i] = ' '
 	}
-	_ = append(b, '\n')
+	dst[lockSlot-1] = '\n'
 	return nil
 }
 

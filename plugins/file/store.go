@@ -176,36 +176,9 @@ func (s *session) judge() (*judge, error) {
 // it was last renewed.
 func (j *judge) alive(id string, ttl time.Duration) (st sessionStat, ok bool, err error) {
 	st, cached := j.stats[id]
-	if !cached && id == j.s.id {
-		// This session itself: its file is open, and this host's.
-		r, exists, err := j.s.ownRenewal()
-		if err != nil && !errors.Is(err, errGarbage) {
-			return sessionStat{}, false, err
-		}
-		st = sessionStat{renewed: r.wall, at: r.at, exists: exists && err == nil}
-		if j.stats == nil {
-			j.stats = make(map[string]sessionStat)
-		}
-		j.stats[id] = st
-		cached = true
-	}
 	if !cached {
-		p := j.s.path(sessionsDir, id)
-		rec, r, exists, err := readSession(p)
-		switch {
-		case errors.Is(err, errGarbage):
-			// Not a session file this muster can read: dead to it.
-		case err != nil:
+		if st, err = j.read(id); err != nil {
 			return sessionStat{}, false, err
-		case exists:
-			thisBoot, err := sameHost(rec, p)
-			if err != nil {
-				return sessionStat{}, false, err
-			}
-			// A renewal from an earlier boot is dead, and so is one whose
-			// process has exited (kill -9 leaves no Close): its TTL need
-			// not pass.
-			st = sessionStat{renewed: r.wall, at: r.at, exists: thisBoot && !processGone(rec)}
 		}
 		if j.stats == nil {
 			j.stats = make(map[string]sessionStat)
@@ -213,6 +186,34 @@ func (j *judge) alive(id string, ttl time.Duration) (st sessionStat, ok bool, er
 		j.stats[id] = st
 	}
 	return st, st.exists && j.now-st.at < ttl, nil
+}
+
+// read reads session id's last renewal. A session file this muster cannot
+// read is dead to it.
+func (j *judge) read(id string) (sessionStat, error) {
+	if id == j.s.id {
+		// This session itself: its file is open, and this host's.
+		r, exists, err := j.s.ownRenewal()
+		if err != nil && !errors.Is(err, errGarbage) {
+			return sessionStat{}, err
+		}
+		return sessionStat{renewed: r.wall, at: r.at, exists: exists && err == nil}, nil
+	}
+	p := j.s.path(sessionsDir, id)
+	rec, r, exists, err := readSession(p)
+	switch {
+	case errors.Is(err, errGarbage), err == nil && !exists:
+		return sessionStat{}, nil
+	case err != nil:
+		return sessionStat{}, err
+	}
+	thisBoot, err := sameHost(rec, p)
+	if err != nil {
+		return sessionStat{}, err
+	}
+	// A renewal from an earlier boot is dead, and so is one whose owner
+	// process has exited (kill -9 leaves no Close): its TTL need not pass.
+	return sessionStat{renewed: r.wall, at: r.at, exists: thisBoot && !processGone(rec)}, nil
 }
 
 // writeFile replaces dst with data atomically: a reader sees the old record

@@ -20,20 +20,29 @@ func benchOpen(b *testing.B, url, member string) driver.Driver {
 	return d
 }
 
+// benchGroup opens an observer and n members m0.. joined to group g, each
+// its own session, and returns the observer.
+func benchGroup(b *testing.B, n int) driver.Driver {
+	b.Helper()
+	ctx := context.Background()
+	url := nsURL(b)
+	obs := benchOpen(b, url, "obs")
+	if err := obs.CreateGroup(ctx, "g"); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		if err := benchOpen(b, url, fmt.Sprint("m", i)).Join(ctx, "g", []byte{0x80}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return obs
+}
+
 func BenchmarkMembers(b *testing.B) {
 	for _, n := range []int{1, 200} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
-			url := nsURL(b)
-			obs := benchOpen(b, url, "obs")
-			if err := obs.CreateGroup(ctx, "g"); err != nil {
-				b.Fatal(err)
-			}
-			for i := range n {
-				if err := benchOpen(b, url, fmt.Sprint("m", i)).Join(ctx, "g", []byte{0x80}); err != nil {
-					b.Fatal(err)
-				}
-			}
+			obs := benchGroup(b, n)
 			b.ResetTimer()
 			for b.Loop() {
 				if ms, err := obs.Members(ctx, "g"); err != nil || len(ms) != n {
@@ -75,16 +84,7 @@ func BenchmarkMember(b *testing.B) {
 	for _, n := range []int{1, 200} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
-			url := nsURL(b)
-			obs := benchOpen(b, url, "obs")
-			if err := obs.CreateGroup(ctx, "g"); err != nil {
-				b.Fatal(err)
-			}
-			for i := range n {
-				if err := benchOpen(b, url, fmt.Sprint("m", i)).Join(ctx, "g", []byte{0x80}); err != nil {
-					b.Fatal(err)
-				}
-			}
+			obs := benchGroup(b, n)
 			getter := obs.(driver.MemberGetter)
 			b.ResetTimer()
 			for b.Loop() {
