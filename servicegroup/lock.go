@@ -29,6 +29,10 @@ type Lock struct {
 	token Token
 	ep    *epoch // the session that holds it
 	lost  chan struct{}
+	// releasing: a Release of the holding is under way (or completing in
+	// the background). The backend may free the lock, and another session
+	// take it, before the answer is back, so Held says false meanwhile.
+	releasing bool
 }
 
 // Lock returns the lock called name. Nothing is taken until Acquire.
@@ -249,6 +253,9 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	l.mu.Lock()
 	held, tok, e := l.held, l.token, l.ep
+	if held && !e.expired() {
+		l.releasing = true
+	}
 	l.mu.Unlock()
 	if !held || e.expired() {
 		release()
@@ -258,6 +265,7 @@ func (l *Lock) Release(ctx context.Context) error {
 		func(c context.Context) error { return e.drv.Unlock(c, l.name, tok) },
 		func(err error, _ bool) error {
 			defer release()
+			defer l.released()
 			switch {
 			case err == nil:
 				l.drop(e, tok, false)
@@ -278,6 +286,14 @@ func (l *Lock) Release(ctx context.Context) error {
 				return err // still held: retry
 			}
 		})
+}
+
+// released ends a Release: whatever holding is left (it failed) counts as
+// held again.
+func (l *Lock) released() {
+	l.mu.Lock()
+	l.releasing = false
+	l.mu.Unlock()
 }
 
 // drop forgets the holding (e, tok), telling Lost when it was lost.
@@ -303,20 +319,26 @@ func (l *Lock) drop(e *epoch, tok Token, lost bool) {
 func (l *Lock) Token() Token {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.held || l.ep.expired() {
+	if !l.holding() {
 		return 0
 	}
 	return l.token
 }
 
+// holding is Held with l.mu held.
+func (l *Lock) holding() bool { return l.held && !l.releasing && !l.ep.expired() }
+
 // Held reports whether this Lock holds the lock, as far as it knows. It
 // turns false at the session's local deadline (the last heartbeat's send
 // time + member TTL − a safety margin, see lossMargin), before the backend
-// can hand the lock to anyone else, even while the network is silent.
+// can hand the lock to anyone else, even while the network is silent. It is
+// false from the moment Release is called until the release has failed
+// (then the lock is still held, and Release can be retried): the backend
+// may free the lock before its answer is back.
 func (l *Lock) Held() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.held && !l.ep.expired()
+	return l.holding()
 }
 
 // Lost returns a channel closed when the current holding is lost: the

@@ -188,6 +188,37 @@ func TestFailedReleaseIsRetryable(t *testing.T) {
 	}
 }
 
+// A Release in flight says the lock is no longer held: the backend may
+// free it, and another session take it, before the answer is back (the
+// randomized safety run caught a grant inside that window).
+func TestReleaseInFlightIsNotHeld(t *testing.T) {
+	u := memURL()
+	a, g := openGated(t, u, "a")
+	b, _ := openGated(t, u, "b")
+	l := a.Lock("l")
+	if _, err := l.Acquire(bgctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	freed := newPoint()
+	g.set("Unlock", hook{post: func(_ *gated, err error) error { freed.stop(); return err }})
+	done := make(chan error, 1)
+	go func() { done <- l.Release(bgctx(t)) }()
+	freed.wait(t, "the backend's release")
+	if _, err := b.Lock("l").TryAcquire(bgctx(t)); err != nil {
+		t.Fatalf("another session's TryAcquire once the backend freed the lock: %v", err)
+	}
+	if l.Held() || l.Token() != 0 {
+		t.Errorf("another session holds the lock, and the releasing Lock says Held %v, Token %d", l.Held(), l.Token())
+	}
+	freed.go_()
+	if err := <-done; err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if l.Held() {
+		t.Errorf("Held after Release")
+	}
+}
+
 // Item 6: the keeper's lock check racing a Release and re-acquire of the
 // same Lock never marks the new holding lost.
 func TestCheckLocksRacesReacquire(t *testing.T) {
