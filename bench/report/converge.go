@@ -163,7 +163,7 @@ func sectionConverge(ctx context.Context, rep *report, bs []*backend) {
 	// A crash trial waits out the member TTL: quick mode runs fewer.
 	trials, crashes := 10, 10
 	if rep.o.quick {
-		trials, crashes = 3, 2
+		trials, crashes = 2, 1
 	}
 	t := &table{
 		title: fmt.Sprintf("d. Scale: the partitioners of %d central agents converging after one leaves", agentCount),
@@ -179,7 +179,9 @@ func sectionConverge(ctx context.Context, rep *report, bs []*backend) {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: d. central agents converging, %s\n", b.name)
+		t0 := time.Now()
 		rows, err := runConverge(ctx, b, trials, crashes)
+		fmt.Fprintf(os.Stderr, "bench: d. central agents, %s took %v\n", b.name, time.Since(t0).Round(time.Second))
 		for _, r := range rows {
 			t.add(r...)
 		}

@@ -105,20 +105,24 @@ func run(ctx context.Context, o options) error {
 	if o.quick {
 		n = 30
 	}
-	if strings.Contains(o.sections, "a") {
-		sectionLatency(ctx, rep, bs, n)
+	sections := []struct {
+		key, name string
+		run       func()
+	}{
+		{"a", "latency", func() { sectionLatency(ctx, rep, bs, n) }},
+		{"b", "tooz", func() { sectionTooz(ctx, rep, bs, n) }},
+		{"c", "failure detection", func() { sectionFailure(ctx, rep, bs) }},
+		{"d", "scale", func() { sectionScale(ctx, rep, bs) }},
+		{"e", "footprint", func() { sectionFootprint(ctx, rep, bs) }},
 	}
-	if strings.Contains(o.sections, "b") {
-		sectionTooz(ctx, rep, bs, n)
-	}
-	if strings.Contains(o.sections, "c") {
-		sectionFailure(ctx, rep, bs)
-	}
-	if strings.Contains(o.sections, "d") {
-		sectionScale(ctx, rep, bs)
-	}
-	if strings.Contains(o.sections, "e") {
-		sectionFootprint(ctx, rep, bs)
+	for _, sec := range sections {
+		if !strings.Contains(o.sections, sec.key) {
+			continue
+		}
+		t0 := time.Now()
+		sec.run()
+		// The sections' share of the run, for keeping -quick under 5 minutes.
+		fmt.Fprintf(os.Stderr, "bench: section %s (%s) took %v\n", sec.key, sec.name, time.Since(t0).Round(time.Second))
 	}
 	if len(rep.goals) > 0 {
 		t := table{title: "Targets of issue 12 in this run", head: []string{"target", "measured", "verdict"}, rows: rep.goals}

@@ -12,7 +12,7 @@ import (
 func sectionTooz(ctx context.Context, rep *report, bs []*backend, n int) {
 	secs := 3 * time.Second
 	if rep.o.quick {
-		secs = time.Second
+		secs = 500 * time.Millisecond
 	}
 	t := &table{
 		title: "b. muster against OpenStack tooz (same server, same workload, interleaved)",

@@ -37,30 +37,34 @@ func BenchmarkOwners3(b *testing.B) {
 	}
 }
 
-// BenchmarkRebuild measures one membership change at 1,000 members: a
-// member joining (With), leaving (Without), and building the ring anew.
+// BenchmarkRebuild measures one membership change at 100 members (central
+// agents) and 1,000: a member joining (With), leaving (Without), and
+// building the ring anew.
 func BenchmarkRebuild(b *testing.B) {
 	for _, alg := range algorithms {
-		ns := names("node", 1000)
-		r := mustNew(b, alg, ns)
-		b.Run(string(alg)+"/With", func(b *testing.B) {
-			for b.Loop() {
-				if _, err := r.With(Node{Name: "newcomer"}); err != nil {
-					b.Fatal(err)
+		for _, n := range []int{100, 1000} {
+			ns := names("node", n)
+			r := mustNew(b, alg, ns)
+			leaver := ns[n/2].Name
+			b.Run(fmt.Sprintf("%s/%d/With", alg, n), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := r.With(Node{Name: "newcomer"}); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
-		b.Run(string(alg)+"/Without", func(b *testing.B) {
-			for b.Loop() {
-				r.Without("node-500")
-			}
-		})
-		b.Run(string(alg)+"/New", func(b *testing.B) {
-			for b.Loop() {
-				if _, err := New(alg, ns); err != nil {
-					b.Fatal(err)
+			})
+			b.Run(fmt.Sprintf("%s/%d/Without", alg, n), func(b *testing.B) {
+				for b.Loop() {
+					r.Without(leaver)
 				}
-			}
-		})
+			})
+			b.Run(fmt.Sprintf("%s/%d/New", alg, n), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := New(alg, ns); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
