@@ -25,7 +25,7 @@ func sectionScale(ctx context.Context, rep *report, bs []*backend) {
 	}
 	groups := &table{
 		title: "d. Scale: GetAll and Watch of large groups",
-		note: fmt.Sprintf("muster sessions: that many in-process sessions in this one process, each joined. tooz-layout records: members written by one raw client in tooz's layout (one lease / connection), read by muster as tooz members (a 10,000-session population where the run does not reach it). "+
+		note: fmt.Sprintf("muster sessions: that many in-process sessions in this one process, each joined. tooz-layout records: members written by one raw client in tooz's layout (one lease / connection), read by muster as tooz members (10,000 members where the run does not reach 10,000 sessions or their heartbeats miss p99 < 100 ms there, so members would expire while read). "+
 			"GetAll %d samples, interleaved with the raw list: the backend's own client reading the same records as tooz lists a group (redis HGETALL + MGET of beat keys; etcd one prefix Get; ZooKeeper Children + a Get per member node, 64 in flight), the floor for a GetAll; Watch start = Watch call until its initial %s joined events are drained; event latency = a Join until the watcher's joined event. Target: GetAll of 10,000 within 20 ms (redis, etcd, zookeeper).", k, "N"),
 		head: []string{"backend", "members", "how populated", "GetAll p50", "GetAll p99", "raw list p50", "Watch start p50", "event latency p50", "event latency p99", "≤ 20 ms at 10,000"},
 	}
@@ -74,6 +74,7 @@ func runScale(ctx context.Context, rep *report, groups, beats *table, b *backend
 	defer pop.close()
 	reached := 0
 	best := 0
+	grouped10k := false
 	for _, n := range steps {
 		if rss, _ := rssKB(os.Getpid()); rss > 8<<20 {
 			rep.notes = append(rep.notes, fmt.Sprintf("d. %s: stopped before %d sessions: this process has %d MiB resident", b.name, n, rss>>10))
@@ -94,8 +95,11 @@ func runScale(ctx context.Context, rep *report, groups, beats *table, b *backend
 		if p99 < 100*time.Millisecond {
 			best = n
 		}
-		if n == 1000 || n == 10000 {
+		// A count whose heartbeats miss their TTLs loses members while it
+		// is read: 10,000 members then come from tooz-layout records.
+		if n == 1000 || (n == 10000 && p99 < 100*time.Millisecond) {
 			groups.add(measureGroup(ctx, obs, joiner, b, url, "s", n, "muster sessions", k)...)
+			grouped10k = n == 10000
 		}
 		if p99 >= 100*time.Millisecond {
 			break
@@ -108,7 +112,7 @@ func runScale(ctx context.Context, rep *report, groups, beats *table, b *backend
 	rep.target(fmt.Sprintf("sessions heartbeating each second with p99 < 100 ms, %s (10,000 wanted on redis and etcd)", b.name),
 		held, best >= 10000 || (b.name != "redis" && b.name != "etcd" && best > 0))
 	pop.close()
-	if reached < 10000 && b.name != "postgresql" {
+	if !grouped10k && b.name != "postgresql" {
 		g := "t"
 		if err := obs.sg.CreateGroup(ctx, g); err != nil {
 			return err

@@ -41,10 +41,24 @@ def timed(k, f):
     return out
 
 
+def keep_alive(extra, lock, stop):
+    """Heartbeats the populated members every 2 s: they are started without
+    tooz's heart thread, and tooz's file driver drops a member whose file
+    is older than its timeout (10 s) from get_members."""
+    while not stop.wait(2):
+        with lock:
+            for x in extra:
+                x.heartbeat()
+
+
 def main():
     url, member = sys.argv[1], sys.argv[2]
     c = coordinator(url, member)
     extra = []
+    extra_lock = threading.Lock()
+    stop = threading.Event()
+    beats = threading.Thread(target=keep_alive, args=(extra, extra_lock, stop), daemon=True)
+    beats.start()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
@@ -63,7 +77,8 @@ def main():
                 for i in range(req["n"]):
                     x = coordinator(url, "%s-p%d" % (member, i))
                     x.join_group(g, capabilities=b"").get()
-                    extra.append(x)
+                    with extra_lock:
+                        extra.append(x)
                 resp = {"ok": True}
             elif op == "join":
                 g = req["group"].encode()
@@ -99,6 +114,8 @@ def main():
         except Exception as e:  # reported, not raised: the harness decides
             resp = {"error": "%s: %s" % (type(e).__name__, e)}
         print(json.dumps(resp), flush=True)
+    stop.set()
+    beats.join()
     for x in extra:
         x.stop()
     c.stop()
