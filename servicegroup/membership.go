@@ -21,7 +21,8 @@ type Capabilities = map[string]any
 type Member struct {
 	ID           string
 	Capabilities Capabilities
-	// UpdatedAt is the member's last heartbeat by the backend's clock.
+	// UpdatedAt is the member's last heartbeat by the backend's clock
+	// (zero from GetAll, which does not read it).
 	UpdatedAt time.Time
 	// ForcedDown is set by an operator (ForceDown); such a member is live
 	// but not up.
@@ -197,19 +198,21 @@ func (s *ServiceGroup) Members(ctx context.Context, group string) ([]Member, err
 	if err := validGroup(group); err != nil {
 		return nil, err
 	}
-	var raw []driver.Member
-	if err := s.do(ctx, func(d driver.Driver) (err error) {
-		raw, err = d.Members(ctx, group)
-		return err
-	}); err != nil {
+	raw, err := s.rawMembers(ctx, group)
+	if err != nil {
 		return nil, err
 	}
+	return s.decodeMembers(group, raw), nil
+}
+
+// decodeMembers is raw decoded and sorted by id.
+func (s *ServiceGroup) decodeMembers(group string, raw []driver.Member) []Member {
 	out := make([]Member, 0, len(raw))
 	for _, m := range raw {
 		out = append(out, s.decodeMember(group, m))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out
 }
 
 // decodeMember is m with its capabilities decoded. One member's
@@ -223,16 +226,26 @@ func (s *ServiceGroup) decodeMember(group string, m driver.Member) Member {
 	return Member{ID: m.ID, Capabilities: caps, UpdatedAt: m.UpdatedAt, ForcedDown: m.ForcedDown}
 }
 
-// GetAll lists the members of group that are up (live, not forced down):
-// Nova's get_all, the hosts a scheduler may use.
+// GetAll lists the members of group that are up (live, not forced down),
+// sorted by id, with their capabilities: Nova's get_all, the hosts a
+// scheduler may use. It does not report UpdatedAt (the zero time, on every
+// backend): who is up is what it answers, and a member's last heartbeat
+// costs etcd and ZooKeeper an extra read per member (a lease's TimeToLive,
+// a session record), which would make GetAll's round trips grow with the
+// group. Members and UpdatedAt report it.
 func (s *ServiceGroup) GetAll(ctx context.Context, group string) ([]Member, error) {
-	ms, err := s.Members(ctx, group)
+	if err := validGroup(group); err != nil {
+		return nil, err
+	}
+	raw, err := s.rawStates(ctx, group)
 	if err != nil {
 		return nil, err
 	}
+	ms := s.decodeMembers(group, raw)
 	up := ms[:0]
 	for _, m := range ms {
 		if m.Up() {
+			m.UpdatedAt = time.Time{}
 			up = append(up, m)
 		}
 	}
@@ -241,7 +254,7 @@ func (s *ServiceGroup) GetAll(ctx context.Context, group string) ([]Member, erro
 
 // IsUp reports whether member of group is live and not forced down.
 func (s *ServiceGroup) IsUp(ctx context.Context, group, member string) (bool, error) {
-	m, err := s.member(ctx, group, member)
+	m, err := s.member(ctx, group, member, false)
 	if errors.Is(err, driver.ErrNotMember) {
 		return false, nil
 	}
@@ -254,11 +267,13 @@ func (s *ServiceGroup) IsUp(ctx context.Context, group, member string) (bool, er
 // UpdatedAt is member's last heartbeat by the backend's clock;
 // ErrNotMember if it is not live in group.
 func (s *ServiceGroup) UpdatedAt(ctx context.Context, group, member string) (time.Time, error) {
-	m, err := s.member(ctx, group, member)
+	m, err := s.member(ctx, group, member, true)
 	return m.UpdatedAt, err
 }
 
-func (s *ServiceGroup) member(ctx context.Context, group, member string) (Member, error) {
+// member reads one member; without times, where the backend reads it
+// cheaper without UpdatedAt (driver.StateLister), so.
+func (s *ServiceGroup) member(ctx context.Context, group, member string, times bool) (Member, error) {
 	if err := driver.ValidateName("member", member); err != nil {
 		return Member{}, fmt.Errorf("servicegroup: %w", err)
 	}
@@ -271,7 +286,11 @@ func (s *ServiceGroup) member(ctx context.Context, group, member string) (Member
 	)
 	err := s.do(ctx, func(d driver.Driver) error {
 		if g, ok := d.(driver.MemberGetter); ok {
-			m, err := g.Member(ctx, group, member)
+			get := g.Member
+			if l, ok := d.(driver.StateLister); ok && !times {
+				get = l.MemberState
+			}
+			m, err := get(ctx, group, member)
 			raw, found = m, err == nil
 			if errors.Is(err, driver.ErrNotMember) {
 				return nil

@@ -149,7 +149,7 @@ func (s *ServiceGroup) watch(ctx context.Context, group string, marks bool) (*Wa
 	return w, nil
 }
 
-// rawStates is rawMembers for a diff, which needs no UpdatedAt: where the
+// rawStates is rawMembers for a diff or GetAll, which need no UpdatedAt: where the
 // backend lists members cheaper without it (driver.StateLister), so.
 func (s *ServiceGroup) rawStates(ctx context.Context, group string) ([]driver.Member, error) {
 	var raw []driver.Member

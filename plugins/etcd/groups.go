@@ -285,6 +285,17 @@ var _ driver.StateLister = (*session)(nil)
 // Member reads one member: IsUp and UpdatedAt cost one transaction and one
 // lease look-up, not a listing.
 func (s *session) Member(ctx context.Context, g, member string) (driver.Member, error) {
+	return s.oneMember(ctx, g, member, true)
+}
+
+// MemberState is Member without UpdatedAt (driver.StateLister): one
+// transaction, no TimeToLive of the member's lease (a key on a lease is
+// deleted with it, so its presence is the member's liveness).
+func (s *session) MemberState(ctx context.Context, g, member string) (driver.Member, error) {
+	return s.oneMember(ctx, g, member, false)
+}
+
+func (s *session) oneMember(ctx context.Context, g, member string, times bool) (driver.Member, error) {
 	ctx, cancel, err := s.begin(ctx, "member", g)
 	if err != nil {
 		return driver.Member{}, err
@@ -304,6 +315,11 @@ func (s *session) Member(ctx context.Context, g, member string) (driver.Member, 
 	if len(kvs) == 0 || kvs[0].Lease == 0 {
 		return driver.Member{}, driver.Errorf(backend, "member", g, fmt.Errorf("%w: %q", driver.ErrNotMember, member))
 	}
+	m := driver.Member{ID: member, Capabilities: loadCaps(kvs[0].Value),
+		ForcedDown: t.Responses[2].GetResponseRange().Count > 0}
+	if !times {
+		return m, nil
+	}
 	l := clientv3.LeaseID(kvs[0].Lease)
 	at, err := s.updatedAt(ctx, []clientv3.LeaseID{l})
 	if err != nil {
@@ -313,8 +329,8 @@ func (s *session) Member(ctx context.Context, g, member string) (driver.Member, 
 	if !ok {
 		return driver.Member{}, driver.Errorf(backend, "member", g, fmt.Errorf("%w: %q", driver.ErrNotMember, member))
 	}
-	return driver.Member{ID: member, Capabilities: loadCaps(kvs[0].Value), UpdatedAt: when,
-		ForcedDown: t.Responses[2].GetResponseRange().Count > 0}, nil
+	m.UpdatedAt = when
+	return m, nil
 }
 
 // emptyMap is msgpack's {}: what "no capabilities" is stored as, so tooz

@@ -491,8 +491,18 @@ func (s *session) members(ctx context.Context, group string, noTimes bool) ([]dr
 // a driver.MemberGetter, and otherwise finds it in the group's listing, as
 // the core would: either way the core's IsUp is one call.
 func (s *session) Member(ctx context.Context, group, member string) (driver.Member, error) {
+	return s.member(ctx, group, member, false)
+}
+
+// MemberState is Member without the need for UpdatedAt
+// (driver.StateLister), as MemberStates is for Members.
+func (s *session) MemberState(ctx context.Context, group, member string) (driver.Member, error) {
+	return s.member(ctx, group, member, true)
+}
+
+func (s *session) member(ctx context.Context, group, member string, noTimes bool) (driver.Member, error) {
 	if !s.features.GetMemberGetter() {
-		ms, err := s.Members(ctx, group)
+		ms, err := s.members(ctx, group, noTimes)
 		if err != nil {
 			return driver.Member{}, err
 		}
@@ -504,7 +514,7 @@ func (s *session) Member(ctx context.Context, group, member string) (driver.Memb
 		return driver.Member{}, s.opErr("member", group+"/"+member, driver.ErrNotMember)
 	}
 	resp, err := s.hot(ctx, "member", group+"/"+member, &proto.CallRequest{Call: &proto.CallRequest_Member{
-		Member: &proto.MemberRequest{Group: group, Member: member}}})
+		Member: &proto.MemberRequest{Group: group, Member: member, WithoutUpdatedAt: noTimes}}})
 	if err != nil {
 		return driver.Member{}, err
 	}

@@ -1079,11 +1079,14 @@ func (x *Member) GetForcedDown() bool {
 
 // One member of a group (driver.MemberGetter).
 type MemberRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Member        string                 `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Group  string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Member string                 `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	// The host needs no UpdatedAt (driver.StateLister's MemberState), as in
+	// GroupRequest; older plugins ignore it.
+	WithoutUpdatedAt bool `protobuf:"varint,3,opt,name=without_updated_at,json=withoutUpdatedAt,proto3" json:"without_updated_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MemberRequest) Reset() {
@@ -1128,6 +1131,13 @@ func (x *MemberRequest) GetMember() string {
 		return x.Member
 	}
 	return ""
+}
+
+func (x *MemberRequest) GetWithoutUpdatedAt() bool {
+	if x != nil {
+		return x.WithoutUpdatedAt
+	}
+	return false
 }
 
 type MembersResponse struct {
@@ -1742,10 +1752,11 @@ const file_muster_proto_rawDesc = "" +
 	"\fcapabilities\x18\x02 \x01(\fR\fcapabilities\x121\n" +
 	"\x15updated_at_unix_nanos\x18\x03 \x01(\x03R\x12updatedAtUnixNanos\x12\x1f\n" +
 	"\vforced_down\x18\x04 \x01(\bR\n" +
-	"forcedDown\"=\n" +
+	"forcedDown\"k\n" +
 	"\rMemberRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n" +
-	"\x06member\x18\x02 \x01(\tR\x06member\"E\n" +
+	"\x06member\x18\x02 \x01(\tR\x06member\x12,\n" +
+	"\x12without_updated_at\x18\x03 \x01(\bR\x10withoutUpdatedAt\"E\n" +
 	"\x0fMembersResponse\x122\n" +
 	"\amembers\x18\x01 \x03(\v2\x18.muster.plugin.v1.MemberR\amembers\"S\n" +
 	"\vKnownMember\x120\n" +

@@ -76,7 +76,12 @@ func (s *server) GetMember(ctx context.Context, req *proto.MemberRequest) (*prot
 	if !ok {
 		return nil, notSupported("member")
 	}
-	m, err := mg.Member(ctx, req.GetGroup(), req.GetMember())
+	var m driver.Member
+	if l, ok := drv.(driver.StateLister); ok && req.GetWithoutUpdatedAt() {
+		m, err = l.MemberState(ctx, req.GetGroup(), req.GetMember())
+	} else {
+		m, err = mg.Member(ctx, req.GetGroup(), req.GetMember())
+	}
 	if err != nil {
 		return nil, s.status(err)
 	}

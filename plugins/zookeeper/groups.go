@@ -303,13 +303,23 @@ func (s *session) list(ctx context.Context, g string, times bool) ([]driver.Memb
 // forced-down mark in one pipelined round trip, then its session's record
 // for the last heartbeat; IsUp costs that, not a listing of the group.
 func (s *session) Member(ctx context.Context, g, member string) (driver.Member, error) {
+	return s.oneMember(ctx, g, member, true)
+}
+
+// MemberState is Member without UpdatedAt (driver.StateLister): the node
+// and its mark in one pipelined round trip, no session record.
+func (s *session) MemberState(ctx context.Context, g, member string) (driver.Member, error) {
+	return s.oneMember(ctx, g, member, false)
+}
+
+func (s *session) oneMember(ctx context.Context, g, member string, times bool) (driver.Member, error) {
 	if err := s.start("member", "group", g); err != nil {
 		return driver.Member{}, err
 	}
 	var m driver.Member
 	err := s.do(ctx, func() error {
 		var err error
-		m, err = s.readMember(g, member)
+		m, err = s.readMember(g, member, times)
 		return err
 	})
 	switch {
@@ -324,7 +334,7 @@ func (s *session) Member(ctx context.Context, g, member string) (driver.Member, 
 }
 
 // readMember is Member's reads; zk.ErrNoNode means the group does not exist.
-func (s *session) readMember(g, member string) (driver.Member, error) {
+func (s *session) readMember(g, member string, times bool) (driver.Member, error) {
 	var (
 		data     []byte
 		st       *zk.Stat
@@ -361,11 +371,15 @@ func (s *session) readMember(g, member string) (driver.Member, error) {
 	if st.EphemeralOwner == 0 {
 		return driver.Member{}, notFound
 	}
-	at := time.UnixMilli(st.Mtime)
-	if _, sst, err := s.conn.Get(fmt.Sprintf("%s/sessions/%016x", s.internal, uint64(st.EphemeralOwner))); err == nil {
-		at = time.UnixMilli(sst.Mtime)
+	m := driver.Member{ID: member, Capabilities: loadCaps(data), ForcedDown: marked}
+	if !times {
+		return m, nil
 	}
-	return driver.Member{ID: member, Capabilities: loadCaps(data), UpdatedAt: at, ForcedDown: marked}, nil
+	m.UpdatedAt = time.UnixMilli(st.Mtime)
+	if _, sst, err := s.conn.Get(fmt.Sprintf("%s/sessions/%016x", s.internal, uint64(st.EphemeralOwner))); err == nil {
+		m.UpdatedAt = time.UnixMilli(sst.Mtime)
+	}
+	return m, nil
 }
 
 // fanout bounds the concurrent requests of one Members call: the client

@@ -178,14 +178,18 @@ type MemberGetter interface {
 	Member(ctx context.Context, group, member string) (Member, error)
 }
 
-// StateLister is implemented by backends whose Members pays extra reads
-// for UpdatedAt alone (etcd: a lease TimeToLive per renewed member;
-// ZooKeeper: each owner's session record). MemberStates lists what Members
-// lists, with the same capabilities and marks, but UpdatedAt may be zero:
-// what a watch's diff reads every WatchInterval, which compares
-// capabilities and marks only.
+// StateLister is implemented by backends whose Members and Member pay
+// extra reads for UpdatedAt alone (etcd: a lease TimeToLive per renewed
+// member; ZooKeeper: each owner's session record). MemberStates lists what
+// Members lists, with the same capabilities and marks, but UpdatedAt may be
+// zero: what a watch's diff reads every WatchInterval, which compares
+// capabilities and marks only, and what GetAll reads. MemberState is
+// MemberGetter's Member likewise, for IsUp; a StateLister is a
+// MemberGetter.
 type StateLister interface {
+	MemberGetter
 	MemberStates(ctx context.Context, group string) ([]Member, error)
+	MemberState(ctx context.Context, group, member string) (Member, error)
 }
 
 // KnownMember is a member a backend still holds a record of, live or not.

@@ -27,7 +27,7 @@ func (s *suite) membershipTests() []test {
 		{"IsUp is true for a live member and false for a departed, expired or forced-down one", s.testIsUp},
 		{"each member's updated-at time advances with heartbeats and comes from the backend", s.testUpdatedAt},
 		{"KnownMembers lists live members as live, dead ones it keeps as not live, and ErrGroupNotFound for a missing group", s.testKnownMembers},
-		{"MemberStates lists what Members lists, with the same capabilities and marks", s.testMemberStates},
+		{"MemberStates and MemberState read what Members and Member read, with the same capabilities and marks", s.testMemberStates},
 	}
 }
 
@@ -77,6 +77,12 @@ func (s *suite) testJoinListed(t *testing.T) {
 		up, err := sg.GetAll(ctx, "g")
 		if err != nil || len(up) != 1 || up[0].ID != "a" {
 			t.Errorf("GetAll by %q: %q, %v; want [a]", sg.Member(), ids(up), err)
+			continue
+		}
+		// GetAll answers who is up with their capabilities; it reads no
+		// last heartbeat (that costs some backends a read per member).
+		if !reflect.DeepEqual(up[0].Capabilities, caps) || !up[0].UpdatedAt.IsZero() {
+			t.Errorf("GetAll by %q: %+v; want a's capabilities %v and no UpdatedAt", sg.Member(), up[0], caps)
 		}
 	}
 	// The backend stores the bytes it is given.

@@ -12,9 +12,10 @@ import (
 )
 
 // testMemberStates: a backend's MemberStates (driver.StateLister, what a
-// watch's diff reads) lists exactly what Members lists, with the same
-// capabilities and marks; only UpdatedAt may be left out. A backend
-// without it is read through Members: nothing to check.
+// watch's diff and GetAll read) lists exactly what Members lists, with the
+// same capabilities and marks, and its MemberState (what IsUp reads) reads
+// one member as Member does; only UpdatedAt may be left out. A backend
+// without them is read through Members and Member: nothing to check.
 func (s *suite) testMemberStates(t *testing.T) {
 	u := s.b.URL(t)
 	ctx := tctx(t)
@@ -64,8 +65,26 @@ func (s *suite) testMemberStates(t *testing.T) {
 		if a, b := summary(full), summary(states); a != b || len(full) != 3 {
 			return fmt.Errorf("MemberStates lists %s; Members lists %s (want a, b, c)", b, a)
 		}
+		// MemberState reads each one as Member does.
+		for _, m := range full {
+			one, err := l.MemberState(ctx, "g", m.ID)
+			if err != nil {
+				return fmt.Errorf("MemberState of %q: %v", m.ID, err)
+			}
+			if a, b := summary([]driver.Member{m}), summary([]driver.Member{one}); a != b {
+				return fmt.Errorf("MemberState reads %s; Members lists %s", b, a)
+			}
+		}
 		return nil
 	})
+	for _, id := range []string{"left", "nobody"} {
+		if _, err := l.MemberState(ctx, "g", id); !errors.Is(err, driver.ErrNotMember) {
+			t.Errorf("MemberState of %q: %v; want ErrNotMember", id, err)
+		}
+	}
+	if _, err := l.MemberState(ctx, "missing", "a"); !errors.Is(err, driver.ErrGroupNotFound) {
+		t.Errorf("MemberState in a missing group: %v; want ErrGroupNotFound", err)
+	}
 }
 
 // summary is a listing without its UpdatedAt times, in id order.
