@@ -72,6 +72,9 @@ type session struct {
 	acqMu sync.Mutex              // one lock acquisition (or its clean-up) at a time
 	held  map[string]driver.Token // lock name -> token this session handed out
 
+	kaMu sync.Mutex // one keep-alive at a time on ka
+	ka   *keeper    // the kept keep-alive stream; nil until a heartbeat opens it
+
 	beatMu sync.Mutex
 	beats  map[clientv3.LeaseID]beat // UpdatedAt cache, see updatedAt
 }
@@ -401,30 +404,110 @@ func (s *session) Heartbeat(ctx context.Context) error {
 	return s.live("heartbeat", s.member)
 }
 
-// keepAliveOnce renews the lease with one LeaseKeepAlive request: the
-// client's KeepAliveOnce, but it tries once. (The client's retries at once,
-// without pause, while the cluster answers "unavailable", as it does
-// without a quorum: a busy loop until the caller's deadline.) The next
-// Heartbeat is the retry.
+// keepAliveOnce renews the lease with one LeaseKeepAlive request on the
+// session's own keep-alive stream, opened by the first heartbeat and kept:
+// opening a stream per renewal cost the server more than the renewal
+// (3,000 sessions here: heartbeat p99 2.0 s with 600 errors, against
+// 0.53 s with none). The client's KeepAliveOnce opens one per call, and it
+// retries at once, without pause, while the cluster answers "unavailable",
+// as it does without a quorum: a busy loop until the caller's deadline.
+// Here a kept stream that fails is dropped and one fresh stream is tried;
+// past that, the next Heartbeat is the retry. A call that gives up drops
+// the stream too, so no late answer is taken for the next call's.
 func (s *session) keepAliveOnce(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := pb.NewLeaseClient(s.cli.ActiveConnection()).LeaseKeepAlive(ctx, grpc.WaitForReady(true))
+	s.kaMu.Lock()
+	defer s.kaMu.Unlock()
+	for {
+		fresh := s.ka == nil
+		if fresh {
+			k, err := s.openKeeper(ctx)
+			if err != nil {
+				return err
+			}
+			s.ka = k
+		}
+		k := s.ka
+		err := k.renew(ctx, s.lease)
+		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return err
+		}
+		k.cancel()
+		s.ka = nil
+		if fresh || ctx.Err() != nil {
+			return clientv3.ContextError(ctx, err)
+		}
+	}
+}
+
+// keeper is a session's kept LeaseKeepAlive stream; a goroutine hands its
+// answers to resps.
+type keeper struct {
+	stream pb.Lease_LeaseKeepAliveClient
+	cancel context.CancelFunc
+	resps  chan keepAliveAnswer
+}
+
+type keepAliveAnswer struct {
+	resp *pb.LeaseKeepAliveResponse
+	err  error
+}
+
+// openKeeper opens the stream, waiting for a connection no longer than ctx
+// (the stream itself lives until the session closes or it fails).
+func (s *session) openKeeper(ctx context.Context) (*keeper, error) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, context.Canceled
+	}
+	s.calls.Add(1) // for the reader goroutine; Close cancels s.bg, then waits
+	s.mu.Unlock()
+	sctx, cancel := context.WithCancel(s.bg)
+	stop := context.AfterFunc(ctx, cancel)
+	stream, err := pb.NewLeaseClient(s.cli.ActiveConnection()).LeaseKeepAlive(sctx, grpc.WaitForReady(true))
+	if !stop() {
+		err = ctx.Err()
+	}
 	if err != nil {
-		return clientv3.ContextError(ctx, err)
+		cancel()
+		s.calls.Done()
+		return nil, clientv3.ContextError(ctx, err)
 	}
-	if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(s.lease)}); err != nil {
-		return clientv3.ContextError(ctx, err)
+	k := &keeper{stream: stream, cancel: cancel, resps: make(chan keepAliveAnswer, 1)}
+	go func() {
+		defer s.calls.Done()
+		for {
+			r, err := stream.Recv()
+			select {
+			case k.resps <- keepAliveAnswer{r, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return k, nil
+}
+
+// renew sends one keep-alive and waits for its answer.
+func (k *keeper) renew(ctx context.Context, lease clientv3.LeaseID) error {
+	if err := k.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(lease)}); err != nil {
+		return err
 	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return clientv3.ContextError(ctx, err)
+	select {
+	case a := <-k.resps:
+		if a.err != nil {
+			return a.err
+		}
+		if a.resp.TTL <= 0 {
+			return rpctypes.ErrLeaseNotFound
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	_ = stream.CloseSend()
-	if resp.TTL <= 0 {
-		return rpctypes.ErrLeaseNotFound
-	}
-	return nil
 }
 
 // writeRecord rewrites the session record in the background (one write at
