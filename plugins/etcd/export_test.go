@@ -9,3 +9,16 @@ func LeaseTTL(d driver.Driver) int64 {
 	}
 	return 0
 }
+
+// BreakKeepAlive cancels the session's kept keep-alive stream, as a lost
+// connection would, and says whether there was one.
+func BreakKeepAlive(d driver.Driver) bool {
+	s := d.(*session)
+	s.kaMu.Lock()
+	defer s.kaMu.Unlock()
+	if s.ka == nil {
+		return false
+	}
+	s.ka.cancel()
+	return true
+}

@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,37 @@ func TestLeaseTTL(t *testing.T) {
 			t.Errorf("TTL %v: lease of %d s; want %d", ttl, got, want)
 		}
 		d.Close(ctx)
+	}
+}
+
+// TestHeartbeatReplacesBrokenStream: a heartbeat that finds its kept
+// keep-alive stream broken opens a fresh one and renews on it, so the
+// session stays up.
+func TestHeartbeatReplacesBrokenStream(t *testing.T) {
+	ctx := context.Background()
+	d, err := etcd.Open(ctx, driver.Options{URL: freshURL(t), Member: "m", TTL: 10 * time.Second, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(ctx)
+	hb := func(what string) {
+		t.Helper()
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := d.Heartbeat(hctx); err != nil {
+			t.Fatalf("heartbeat %s: %v", what, err)
+		}
+	}
+	hb("opening the stream")
+	for i := range 3 {
+		if !etcd.BreakKeepAlive(d) {
+			t.Fatalf("round %d: no kept stream after a heartbeat", i)
+		}
+		hb(fmt.Sprintf("after the stream broke (round %d)", i))
+	}
+	select {
+	case <-d.Done():
+		t.Fatal("the session ended")
+	default:
 	}
 }

@@ -267,18 +267,20 @@ func (s *session) key(k string) string {
 	return s.cfg.prefix + "/" + strings.TrimPrefix(k, "/")
 }
 
-// background runs f in a goroutine Close waits for; not after Close.
-func (s *session) background(f func()) {
+// background runs f in a goroutine Close waits for, and says whether it
+// did: not once Close has begun.
+func (s *session) background(f func()) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return
+		return false
 	}
 	s.calls.Add(1)
 	go func() {
 		defer s.calls.Done()
 		f()
 	}()
+	return true
 }
 
 // end ends the session other than by Close (its lease is gone) and
@@ -361,7 +363,7 @@ func (s *session) fail(op, name string, err error) error {
 		err = fmt.Errorf("%w: no answer from %s in time: %w", driver.ErrUnavailable, s.cfg.where, err)
 	case errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrTimeout),
 		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
-		status.Code(err) == codes.Unavailable:
+		status.Code(err) == codes.Unavailable, errors.Is(err, errKeeperGone):
 		err = fmt.Errorf("%w: %s: %v", driver.ErrUnavailable, s.cfg.where, err)
 	default:
 		err = explain(s.cfg, err)
@@ -445,6 +447,7 @@ type keeper struct {
 	stream pb.Lease_LeaseKeepAliveClient
 	cancel context.CancelFunc
 	resps  chan keepAliveAnswer
+	gone   chan struct{} // closed when read returns
 }
 
 type keepAliveAnswer struct {
@@ -455,13 +458,6 @@ type keepAliveAnswer struct {
 // openKeeper opens the stream, waiting for a connection no longer than ctx
 // (the stream itself lives until the session closes or it fails).
 func (s *session) openKeeper(ctx context.Context) (*keeper, error) {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return nil, context.Canceled
-	}
-	s.calls.Add(1) // for the reader goroutine; Close cancels s.bg, then waits
-	s.mu.Unlock()
 	sctx, cancel := context.WithCancel(s.bg)
 	stop := context.AfterFunc(ctx, cancel)
 	stream, err := pb.NewLeaseClient(s.cli.ActiveConnection()).LeaseKeepAlive(sctx, grpc.WaitForReady(true))
@@ -470,25 +466,31 @@ func (s *session) openKeeper(ctx context.Context) (*keeper, error) {
 	}
 	if err != nil {
 		cancel()
-		s.calls.Done()
 		return nil, clientv3.ContextError(ctx, err)
 	}
-	k := &keeper{stream: stream, cancel: cancel, resps: make(chan keepAliveAnswer, 1)}
-	go func() {
-		defer s.calls.Done()
-		for {
-			r, err := stream.Recv()
-			select {
-			case k.resps <- keepAliveAnswer{r, err}:
-			case <-sctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	k := &keeper{stream: stream, cancel: cancel, resps: make(chan keepAliveAnswer, 1), gone: make(chan struct{})}
+	if !s.background(func() { k.read(sctx) }) {
+		cancel() // the session is closing
+		return nil, context.Canceled
+	}
 	return k, nil
+}
+
+// read hands the stream's answers to resps until the stream fails or ctx
+// ends.
+func (k *keeper) read(ctx context.Context) {
+	defer close(k.gone)
+	for {
+		r, err := k.stream.Recv()
+		select {
+		case k.resps <- keepAliveAnswer{r, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // renew sends one keep-alive and waits for its answer.
@@ -505,10 +507,15 @@ func (k *keeper) renew(ctx context.Context, lease clientv3.LeaseID) error {
 			return rpctypes.ErrLeaseNotFound
 		}
 		return nil
+	case <-k.gone:
+		// Canceled, and its last answer, if any, taken or dropped.
+		return errKeeperGone
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
+
+var errKeeperGone = errors.New("keep-alive stream closed")
 
 // writeRecord rewrites the session record in the background (one write at
 // a time: a heartbeat that finds one under way does not add another) and
@@ -518,20 +525,14 @@ func (s *session) writeRecord() <-chan error {
 	if !s.writing.CompareAndSwap(false, true) {
 		return res // never answers: the caller waits for its grace only
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		s.writing.Store(false)
-		return res
-	}
-	s.calls.Add(1)
-	go func() {
-		defer s.calls.Done()
+	if !s.background(func() {
 		defer s.writing.Store(false)
 		ctx, cancel := context.WithTimeout(s.bg, 10*time.Second)
 		defer cancel()
 		_, err := s.cli.Put(ctx, s.recKey, s.recVal, clientv3.WithLease(s.lease))
 		res <- err
-	}()
+	}) {
+		s.writing.Store(false)
+	}
 	return res
 }
