@@ -3,8 +3,11 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/musterhq/muster/plugins/redis"
 	"github.com/musterhq/muster/servicegroup/driver"
@@ -38,18 +41,23 @@ func benchGroup(b *testing.B, n int) driver.Driver {
 	return obs
 }
 
+// BenchmarkMembers lists groups of 1 and 200 as Members does (one script)
+// and as GetAll does (MemberStates: a MULTI, then an MGET and an HMGET).
 func BenchmarkMembers(b *testing.B) {
 	for _, n := range []int{1, 200} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			ctx := context.Background()
-			obs := benchGroup(b, n)
-			b.ResetTimer()
-			for b.Loop() {
-				if ms, err := obs.Members(ctx, "g"); err != nil || len(ms) != n {
-					b.Fatalf("%d members, %v", len(ms), err)
+		obs := benchGroup(b, n)
+		for name, list := range map[string]func(context.Context, string) ([]driver.Member, error){
+			"Members": obs.Members, "MemberStates": obs.(driver.StateLister).MemberStates,
+		} {
+			b.Run(fmt.Sprint(name, "/", n), func(b *testing.B) {
+				ctx := context.Background()
+				for b.Loop() {
+					if ms, err := list(ctx, "g"); err != nil || len(ms) != n {
+						b.Fatalf("%d members, %v", len(ms), err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -90,6 +98,81 @@ func BenchmarkMember(b *testing.B) {
 			for b.Loop() {
 				if _, err := getter.Member(ctx, "g", "m0"); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// musterMembers writes n live muster members of group g under the URL's
+// namespace as muster's scripts lay them out (a session record, a beat key
+// and an owner field each), with one raw client: opening n sessions would
+// take n connections.
+func musterMembers(b *testing.B, url string, n int) {
+	b.Helper()
+	ctx := context.Background()
+	ns := url[strings.Index(url, "namespace=")+len("namespace="):]
+	c := goredis.NewClient(&goredis.Options{Addr: server(b).Addr()})
+	defer c.Close()
+	p := c.Pipeline()
+	for i := range n {
+		m, sid := fmt.Sprint("m", i), fmt.Sprintf("%032x", i)
+		p.HSet(ctx, ns+"_muster:s:"+sid, "m", m, "i", "", "t", 3600000, "r", time.Now().UnixMilli())
+		p.PExpire(ctx, ns+"_muster:s:"+sid, time.Hour)
+		p.Set(ctx, ns+"_beats:"+m, sid, time.Hour)
+		p.HSet(ctx, ns+"_group:g", m, []byte{0x80})
+		p.HSet(ctx, ns+"_muster:o:g", m, sid)
+		if i%500 == 499 || i == n-1 {
+			if _, err := p.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkGetAll10k lists a group of 10,000 live members as GetAll does
+// (MemberStates), as Members does, and as a raw client reads it, for the
+// ratios in one run.
+func BenchmarkGetAll10k(b *testing.B) {
+	ctx := context.Background()
+	url := nsURL(b)
+	obs := benchOpen(b, url, "obs")
+	if err := obs.CreateGroup(ctx, "g"); err != nil {
+		b.Fatal(err)
+	}
+	musterMembers(b, url, 10000)
+	ns := url[strings.Index(url, "namespace=")+len("namespace="):]
+	c := goredis.NewClient(&goredis.Options{Addr: server(b).Addr()})
+	defer c.Close()
+	// raw: what a client that trusts the beat keys alone reads (the
+	// group's hash, then every beat key), as tooz does.
+	raw := func(ctx context.Context, g string) ([]driver.Member, error) {
+		f, err := c.HGetAll(ctx, ns+"_group:"+g).Result()
+		if err != nil {
+			return nil, err
+		}
+		var keys []string
+		for m := range f {
+			if m != "__created__" {
+				keys = append(keys, ns+"_beats:"+m)
+			}
+		}
+		v, err := c.MGet(ctx, keys...).Result()
+		out := make([]driver.Member, 0, len(v))
+		for range v {
+			out = append(out, driver.Member{})
+		}
+		return out, err
+	}
+	for _, list := range []struct {
+		name string
+		f    func(context.Context, string) ([]driver.Member, error)
+	}{{"raw", raw}, {"MemberStates", obs.(driver.StateLister).MemberStates}, {"Members", obs.Members}} {
+		name, list := list.name, list.f
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if ms, err := list(ctx, "g"); err != nil || len(ms) != 10000 {
+					b.Fatalf("%d members, %v", len(ms), err)
 				}
 			}
 		})

@@ -282,6 +282,23 @@ end
 return out
 `)
 
+// ARGV: ns, sid, group, tooz_ttl_ms, m1, m2, ...: drops each named member
+// that is not live, as membersScript would (MemberStates found them dead
+// outside a script, so each is judged again here).
+var pruneScript = script(`
+local g, tt = ARGV[3], tonumber(ARGV[4])
+if not live_session() then return {1} end
+if redis.call('EXISTS', k_group(g)) == 0 then return {2} end
+local now = now_ms()
+for i = 5, #ARGV do
+  local m = ARGV[i]
+  if m ~= CREATED and redis.call('HEXISTS', k_group(g), m) == 1 and not member_state(g, m, tt, now) then
+    drop_member(g, m)
+  end
+end
+return {0}
+`)
+
 // ARGV: ns, sid, group, tooz_ttl_ms. Answers {0, m1, caps1, updated1,
 // down1, alive1, ...}: every member field of the group hash, live or not
 // (updated is 0 once a dead member's session record has expired), then the

@@ -108,21 +108,12 @@ func (s *session) run(ctx context.Context, sc *goredis.Script, args ...any) ([]a
 // call runs a script for op on name, after the local checks, and maps its
 // status to the SPI's errors.
 func (s *session) call(ctx context.Context, op, name string, sc *goredis.Script, args ...any) ([]any, error) {
-	s.mu.Lock()
-	closed, lost := s.closed, s.lost
-	s.mu.Unlock()
-	if closed {
-		return nil, driver.Errorf(backend, op, name, driver.ErrClosed)
-	}
-	if lost {
-		return nil, driver.Errorf(backend, op, name, driver.ErrSessionLost)
+	if err := s.usable(op, name); err != nil {
+		return nil, err
 	}
 	v, err := s.run(ctx, sc, args...)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, driver.Errorf(backend, op, name, fmt.Errorf("%w: %s: %v", driver.ErrUnavailable, s.where, redactErr(err, s.cfg)))
+		return nil, s.unavailable(ctx, op, name, err)
 	}
 	code, _ := v[0].(int64)
 	var sentinel error
@@ -152,6 +143,30 @@ func (s *session) call(ctx context.Context, op, name string, sc *goredis.Script,
 		sentinel = fmt.Errorf("unexpected script status %v", v[0])
 	}
 	return v, driver.Errorf(backend, op, name, sentinel)
+}
+
+// usable is ErrClosed or ErrSessionLost for op on name once the session
+// is closed or lost.
+func (s *session) usable(op, name string) error {
+	s.mu.Lock()
+	closed, lost := s.closed, s.lost
+	s.mu.Unlock()
+	if closed {
+		return driver.Errorf(backend, op, name, driver.ErrClosed)
+	}
+	if lost {
+		return driver.Errorf(backend, op, name, driver.ErrSessionLost)
+	}
+	return nil
+}
+
+// unavailable is the error of op on name that the server did not answer
+// (ctx's own error when ctx ended).
+func (s *session) unavailable(ctx context.Context, op, name string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return driver.Errorf(backend, op, name, fmt.Errorf("%w: %s: %v", driver.ErrUnavailable, s.where, redactErr(err, s.cfg)))
 }
 
 func (s *session) markLost() {
