@@ -31,9 +31,10 @@ func DecodeCapabilities(b []byte) (map[string]any, error) {
 	if len(b) == 0 {
 		return map[string]any{}, nil
 	}
-	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	dec := msgpack.GetDecoder() // a pooled decoder: GetAll decodes one per member
+	dec.Reset(bytes.NewReader(b))
 	v, err := dec.DecodeInterface() // not Loose: that turns bin into str
-
+	msgpack.PutDecoder(dec)
 	if err != nil {
 		return nil, fmt.Errorf("decode capabilities: %w", err)
 	}
@@ -76,26 +77,24 @@ func normalize(v any) (any, error) {
 		return x, nil
 	case float32:
 		return float64(x), nil
-	case []any:
-		out := make([]any, len(x))
+	case []any: // normalized in place: the decoder's own, fresh value
 		for i, e := range x {
 			n, err := normalize(e)
 			if err != nil {
 				return nil, err
 			}
-			out[i] = n
+			x[i] = n
 		}
-		return out, nil
+		return x, nil
 	case map[string]any:
-		out := make(map[string]any, len(x))
 		for k, e := range x {
 			n, err := normalize(e)
 			if err != nil {
 				return nil, err
 			}
-			out[k] = n
+			x[k] = n
 		}
-		return out, nil
+		return x, nil
 	case map[any]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {

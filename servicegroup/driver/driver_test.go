@@ -43,6 +43,21 @@ func TestCapabilitiesRoundTrip(t *testing.T) {
 	}
 }
 
+// BenchmarkDecodeCapabilities decodes a compute host's usual capabilities:
+// GetAll decodes one per member.
+func BenchmarkDecodeCapabilities(b *testing.B) {
+	caps, err := EncodeCapabilities(map[string]any{"zone": "a", "cpus": 64, "tags": []any{"ssd", "gpu"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if m, err := DecodeCapabilities(caps); err != nil || len(m) != 3 {
+			b.Fatal(m, err)
+		}
+	}
+}
+
 func TestDecodeCapabilitiesRejects(t *testing.T) {
 	for name, b := range map[string][]byte{
 		"not a map": {0x01},
