@@ -3,7 +3,6 @@ package redis_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -111,7 +110,7 @@ func BenchmarkMember(b *testing.B) {
 func musterMembers(b *testing.B, url string, n int) {
 	b.Helper()
 	ctx := context.Background()
-	ns := url[strings.Index(url, "namespace=")+len("namespace="):]
+	ns := namespace(url)
 	c := goredis.NewClient(&goredis.Options{Addr: server(b).Addr()})
 	defer c.Close()
 	p := c.Pipeline()
@@ -141,7 +140,7 @@ func BenchmarkGetAll10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	musterMembers(b, url, 10000)
-	ns := url[strings.Index(url, "namespace=")+len("namespace="):]
+	ns := namespace(url)
 	c := goredis.NewClient(&goredis.Options{Addr: server(b).Addr()})
 	defer c.Close()
 	// raw: what a client that trusts the beat keys alone reads (the

@@ -24,7 +24,7 @@ func TestToozInterop(t *testing.T) {
 	}
 	ctx := context.Background()
 	url := nsURL(t)
-	ns := url[strings.Index(url, "namespace=")+len("namespace="):]
+	ns := namespace(url)
 	d, err := redis.Open(ctx, driver.Options{URL: url, Member: "go-1", TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/musterhq/muster/internal/testserver"
@@ -52,4 +53,10 @@ func nsURL(t testing.TB) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return "redis://" + server(t).Addr() + "?namespace=t" + hex.EncodeToString(b)
+}
+
+// namespace is the namespace of a URL nsURL made.
+func namespace(url string) string {
+	_, ns, _ := strings.Cut(url, "?namespace=")
+	return ns
 }

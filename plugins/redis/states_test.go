@@ -3,7 +3,6 @@ package redis_test
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +20,7 @@ import (
 func TestMemberStatesLiveness(t *testing.T) {
 	ctx := context.Background()
 	url := nsURL(t)
-	ns := url[strings.Index(url, "namespace=")+len("namespace="):]
+	ns := namespace(url)
 	raw := goredis.NewClient(&goredis.Options{Addr: server(t).Addr()})
 	defer raw.Close()
 	open := func(member string) driver.Driver {

@@ -180,7 +180,8 @@ type MemberGetter interface {
 
 // StateLister is implemented by backends whose Members and Member pay
 // extra reads for UpdatedAt alone (etcd: a lease TimeToLive per renewed
-// member; ZooKeeper: each owner's session record). MemberStates lists what
+// member; ZooKeeper: each owner's session record), or that list a group
+// cheaper without it (Redis: without a script). MemberStates lists what
 // Members lists, with the same capabilities and marks, but UpdatedAt may be
 // zero: what a watch's diff reads every WatchInterval, which compares
 // capabilities and marks only, and what GetAll reads. MemberState is
