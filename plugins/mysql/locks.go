@@ -62,18 +62,9 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, "INSERT INTO muster_tokens () VALUES ()")
-		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		tok = uint64(id)
-		res, err = tx.ExecContext(ctx, `INSERT INTO muster_locks (name, session_id, member, token, acquired_at)
-			SELECT ?, s.id, s.member, ?, CURRENT_TIMESTAMP(6) FROM muster_sessions s WHERE s.id = ? AND `+live,
-			name, tok, s.id)
+		res, err := tx.ExecContext(ctx, `INSERT INTO muster_locks (name, session_id, member, token, acquired_at)
+			SELECT ?, s.id, s.member, 0, CURRENT_TIMESTAMP(6) FROM muster_sessions s WHERE s.id = ? AND `+live,
+			name, s.id)
 		if err != nil {
 			if mysqlErrno(err) == erDupEntry {
 				return driver.ErrLockHeld
@@ -83,7 +74,22 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 		if n, _ := res.RowsAffected(); n == 0 {
 			return driver.ErrSessionLost
 		}
-		return nil
+		// The token is drawn only once this transaction owns the row.
+		// Drawn before it (READ COMMITTED takes no gap lock on the free
+		// name), another TryLock could take and release the lock in
+		// between with a later token, and this holder would come after it
+		// with a smaller one: tokens must grow with each holder.
+		res, err = tx.ExecContext(ctx, "INSERT INTO muster_tokens () VALUES ()")
+		if err != nil {
+			return err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return err
+		}
+		tok = uint64(id)
+		_, err = tx.ExecContext(ctx, "UPDATE muster_locks SET token = ? WHERE name = ?", tok, name)
+		return err
 	})
 	if mysqlErrno(err) == erLockWaitTimeout {
 		err = driver.ErrLockHeld // another TryLock held the row for that long
