@@ -39,11 +39,13 @@ func TestWatchShowsForceDown(t *testing.T) {
 
 	update := func(down bool, arg ...string) {
 		t.Helper()
+		// Counted before the command runs: the watch may print the event
+		// before the command's process has exited.
+		n := len(w.lines())
 		if _, stderr, code := muster(t, append(append(b, "force-down", "g", "m"), arg...)...); code != 0 {
 			t.Fatalf("force-down %v: %d %s", arg, code, stderr)
 		}
 		done := time.Now()
-		n := len(w.lines())
 		// 10 s, not the 2 s README quotes: that is a measurement
 		// (logged below), not something a loaded machine can promise.
 		eventually(t, 10*time.Second, "an updated event", func() bool { return len(w.lines()) > n })
