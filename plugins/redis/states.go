@@ -22,9 +22,10 @@ const (
 // MemberStates lists what Members lists, without UpdatedAt and without a
 // script: GetAll and the core's watch diff read it. A script that judges
 // 10,000 members calls Redis 10,000 times from Lua (each owner's session
-// record) and builds a reply of 40,000 values; here the group's fields,
-// owners and marks come in one MULTI (an atomic snapshot of the group),
-// then every member's beat key in one MGET. A muster member whose beat key
+// record) and builds a reply of 40,000 values; here the group's fields and
+// marks come in one MULTI (an atomic snapshot of the group), then every
+// member's beat key (one MGET) and owner (one HMGET), pipelined: an owners
+// map built from an HGETALL cost more. A muster member whose beat key
 // names its owning session is live: the scripts set, renew and remove both
 // together, with one TTL. One whose beat key names another session (a
 // second session of the same member id, or tooz) is judged by its owner's
