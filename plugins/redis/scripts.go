@@ -1,6 +1,11 @@
 package redis
 
-import goredis "github.com/redis/go-redis/v9"
+import (
+	"fmt"
+	"strings"
+
+	goredis "github.com/redis/go-redis/v9"
+)
 
 // Every script gets the namespace as ARGV[1] and the session id as
 // ARGV[2], and builds key names itself: keys depend on what the script
@@ -21,18 +26,29 @@ const (
 	stNotHeld  = 7
 )
 
+// Key kinds: a key is the namespace, a kind's prefix and a name. This one
+// table gives both the Go code (session.key) and the scripts (lib's k_*
+// functions, generated from it) their key names, so the two cannot drift.
+const (
+	kGroup  = "_group:"    // tooz's group hash: member -> capabilities
+	kBeat   = "_beats:"    // tooz's member beat key
+	kSess   = "_muster:s:" // a session's record
+	kInst   = "_muster:i:" // an instance's latest session
+	kOwners = "_muster:o:" // member -> owning session
+	kDown   = "_muster:d:" // members forced down
+	kFence  = "_muster:f:" // a lock's last fencing token
+	kEvents = "_muster:e:" // a group's pub/sub channel
+)
+
+var keyKinds = []struct{ lua, prefix string }{
+	{"k_group", kGroup}, {"k_beat", kBeat}, {"k_sess", kSess}, {"k_inst", kInst},
+	{"k_owners", kOwners}, {"k_down", kDown}, {"k_fence", kFence}, {"k_events", kEvents},
+}
+
+func (s *session) key(kind, name string) string { return s.cfg.namespace + kind + name }
+
 // lib is prepended to every script: key names and the liveness rule.
-const lib = `
-local ns, sid = ARGV[1], ARGV[2]
-local function k_groups() return ns .. '_groups' end
-local function k_group(g) return ns .. '_group:' .. g end
-local function k_beat(m) return ns .. '_beats:' .. m end
-local function k_sess(s) return ns .. '_muster:s:' .. s end
-local function k_inst(i) return ns .. '_muster:i:' .. i end
-local function k_owners(g) return ns .. '_muster:o:' .. g end
-local function k_down(g) return ns .. '_muster:d:' .. g end
-local function k_fence(l) return ns .. '_muster:f:' .. l end
-local function k_events(g) return ns .. '_muster:e:' .. g end
+var lib = luaKeys() + `local function k_groups() return ns .. '_groups' end
 local function k_lock(l) return "b'" .. ns .. "'_" .. l .. '_lock' end
 local CREATED = '__created__'
 local function now_ms()
@@ -110,6 +126,16 @@ end
 `
 
 func script(body string) *goredis.Script { return goredis.NewScript(lib + body) }
+
+// luaKeys declares the scripts' ns and sid and a k_* function per key kind.
+func luaKeys() string {
+	var b strings.Builder
+	b.WriteString("local ns, sid = ARGV[1], ARGV[2]\n")
+	for _, k := range keyKinds {
+		fmt.Fprintf(&b, "local function %s(n) return ns .. '%s' .. n end\n", k.lua, k.prefix)
+	}
+	return b.String()
+}
 
 // ARGV: ns, sid, member, instance, ttl_ms
 var openScript = script(`

@@ -8,17 +8,6 @@ import (
 	"github.com/musterhq/muster/servicegroup/driver"
 )
 
-// Key names as lib builds them in the scripts.
-func (s *session) key(kind, name string) string { return s.cfg.namespace + kind + name }
-
-const (
-	kGroup  = "_group:"
-	kBeat   = "_beats:"
-	kSess   = "_muster:s:"
-	kOwners = "_muster:o:"
-	kDown   = "_muster:d:"
-)
-
 // MemberStates lists what Members lists, without UpdatedAt and without a
 // script: GetAll and the core's watch diff read it. A script that judges
 // 10,000 members calls Redis 10,000 times from Lua (each owner's session

@@ -22,7 +22,7 @@ func (s *session) Watch(ctx context.Context, group string) (<-chan driver.Event,
 	if _, err := s.call(ctx, "watch", group, membersScript, group, ms(s.cfg.toozTTL), "\x00"); err != nil {
 		return nil, nil, err
 	}
-	ps := s.rdb.Subscribe(ctx, s.cfg.namespace+"_muster:e:"+group)
+	ps := s.rdb.Subscribe(ctx, s.key(kEvents, group))
 	if _, err := ps.Receive(ctx); err != nil { // the subscription's confirmation
 		_ = ps.Close()
 		return nil, nil, driver.Errorf(backend, "watch", group, fmt.Errorf("%w: %s: %v", driver.ErrUnavailable, s.where, err))
