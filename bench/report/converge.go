@@ -170,9 +170,10 @@ func sectionConverge(ctx context.Context, rep *report, bs []*backend) {
 		note: fmt.Sprintf("%d central agents on one group: %d in-process sessions in this process (heartbeat %v, member TTL %v, watch interval %v: a `muster agent central`'s defaults), each joined and running its own partition.Partitioner, plus the agent that leaves, a fresh one each trial. "+
 			"Graceful: an in-process agent with its own Partitioner calls Leave; timed from the call. Crash: a member process (`report member`, in-process backend, the same heartbeat and TTL; it joins but runs no Partitioner) killed with SIGKILL and reaped at once, so it stops heartbeating without leaving; timed from the kill: where only the TTL tells of the death this holds the rest of the TTL (the last heartbeat was up to %v before the kill), where the backend sees the process go (file checks the writer's pid) it is one poll. "+
 			"Converged = the last of the %d remaining Partitioners to have exactly the %d remaining members on its ring (each timed at the first moment it does; not re-checked that all still agree then). %d graceful and %d crash trials. "+
-			"Targets: graceful within the watch latency (native watch: ≤ 50 ms, table c's; polled: ≤ the watch interval + one round trip, the p99 of a direct Members of the group in this run, + 5 ms of timer lateness, as in table c2); crash ≤ TTL + the watch interval + one round trip + 5 ms; both plus the agents' share of this machine, since all of them rebuild their rings on its cores (one rebuild, measured here, × %d agents ÷ %d CPUs); an agent on its own host pays one rebuild.",
+			"Issue 12 sets no target here; the model bound is what the design predicts: graceful within the watch latency (native watch: 50 ms, table c's; polled: the watch interval + one round trip, the median of 20 direct Members of the group in this run, + 5 ms of timer lateness); crash: TTL + the watch interval + one round trip + 5 ms; both plus the agents' share of this machine, since all of them rebuild their rings on its cores (one rebuild, the median of 31 measured here, × %d agents ÷ %d CPUs); an agent on its own host pays one rebuild. "+
+			"p99 ÷ bound is a measure, not a verdict: the share is most of the bound and moves with this shared machine's load from run to run (one rebuild took 17–24 ms on file in two quick runs of one hour), so a met/MISSED there would flip on re-running.",
 			agentCount, agentCount-1, agentHB, agentTTL, agentWatch, agentHB, agentCount-1, agentCount-1, trials, crashes, agentCount-1, runtime.NumCPU()),
-		head: []string{"backend", "watch", "agents", "leave", "converge p50", "p99", "trials", "one agent's ring rebuild", "target"},
+		head: []string{"backend", "watch", "agents", "leave", "converge p50", "p99", "trials", "one agent's ring rebuild", "model bound", "p99 ÷ bound"},
 	}
 	for _, b := range bs {
 		if !convergeBackends[b.name] {
@@ -210,6 +211,11 @@ func runConverge(ctx context.Context, b *backend, trials, crashes int) ([][]stri
 		ps[i] = a.p
 		want[a.s.sg.Member()] = true
 	}
+	// The agents' first rings are built as they start following: the
+	// round trip and the rebuild are measured once that load is over.
+	if _, err := converged(ctx, ps, want, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("agents starting: %w", err)
+	}
 	var rtt samples // what a poll does: the polled target's round trip
 	for range 20 {
 		d, err := timeIt(func() error { _, err := stay[0].s.sg.Members(ctx, agentGroup); return err })
@@ -223,22 +229,22 @@ func runConverge(ctx context.Context, b *backend, trials, crashes int) ([][]stri
 	var rebuild samples
 	ring := stay[0].p.Ring()
 	leaver := ring.Nodes()[0].Name
-	for range 5 {
+	for range 31 {
 		d, _ := timeIt(func() error { ring.Without(leaver); return nil })
 		rebuild = append(rebuild, d)
 	}
 	share := rebuild.median() * time.Duration(len(stay)) / time.Duration(runtime.NumCPU())
 	fmt.Fprintf(os.Stderr, "bench: d. %s: %d agents open (%v); Members round trip p50 %s ms, p99 %s ms; one ring rebuild %s ms\n", b.name, len(stay), time.Since(t0).Round(time.Millisecond), ms(rtt.median()), ms(rtt.p99()), ms(rebuild.median()))
-	watch, graceLimit := "polled", agentWatch+rtt.p99()+5*time.Millisecond
+	watch, graceLimit := "polled", agentWatch+rtt.median()+5*time.Millisecond
 	if b.native {
 		watch, graceLimit = "native", 50*time.Millisecond
 	}
-	crashLimit := agentTTL + agentWatch + rtt.p99() + 5*time.Millisecond
+	crashLimit := agentTTL + agentWatch + rtt.median() + 5*time.Millisecond
 	graceLimit += share
 	crashLimit += share
 	row := func(kind string, s samples, limit time.Duration) []string {
 		return []string{b.name, watch, fmt.Sprint(agentCount), kind, ms(s.median()), ms(s.p99()), fmt.Sprint(len(s)), ms(rebuild.median()),
-			fmt.Sprintf("%s (≤ %s ms)", verdict(s.p99() <= limit), ms(limit))}
+			ms(limit), ratio(s.p99(), limit)}
 	}
 	var rows [][]string
 	grace, err := convergeTrials(ctx, b.name+" graceful", trials, ps, want, func(i int, with map[string]bool) (time.Time, func(), error) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -15,7 +16,7 @@ import (
 func sectionFootprint(ctx context.Context, rep *report, bs []*backend) {
 	t := &table{
 		title: "e. Footprint: resident memory at steady state, binary sizes",
-		note:  "`muster --url URL agent compute` (plugin mode, the default) after 5 s (quick: 3 s) of heartbeats; its plugin process is its child. Target: each process ≤ 25 MB RSS.",
+		note:  "`muster --url URL agent compute` (plugin mode, the default) the median of 10 readings over the second half of 5 s (quick: 3 s) of heartbeats; its plugin process is its child. Target: each process ≤ 25 MB RSS.",
 		head:  []string{"backend", "muster agent compute RSS", "plugin process RSS", "≤ 25 MB"},
 	}
 	for _, b := range bs {
@@ -85,19 +86,30 @@ func agentRSS(ctx context.Context, dir string, b *backend, settle time.Duration)
 			<-done
 		}
 	}()
-	time.Sleep(settle)
+	// Steady state: the median of readings over the second half of
+	// settle, so that one reading taken just before a collection does not
+	// stand for the process.
+	time.Sleep(settle / 2)
 	pid := cmd.Process.Pid
-	agent, err = rssKB(pid)
-	if err != nil {
-		return 0, 0, fmt.Errorf("agent exited: %s", strings.TrimSpace(out.String()))
-	}
-	for _, c := range childrenOf(pid) {
-		if r, err := rssKB(c); err == nil {
-			plugin += r
+	var as, ps []int64
+	for range 10 {
+		a, err := rssKB(pid)
+		if err != nil {
+			return 0, 0, fmt.Errorf("agent exited: %s", strings.TrimSpace(out.String()))
 		}
+		var p int64
+		for _, c := range childrenOf(pid) {
+			if r, err := rssKB(c); err == nil {
+				p += r
+			}
+		}
+		if p == 0 {
+			return a, 0, fmt.Errorf("no plugin process under the agent: %s", strings.TrimSpace(out.String()))
+		}
+		as, ps = append(as, a), append(ps, p)
+		time.Sleep(settle / 20)
 	}
-	if plugin == 0 {
-		return agent, 0, fmt.Errorf("no plugin process under the agent: %s", strings.TrimSpace(out.String()))
-	}
-	return agent, plugin, nil
+	slices.Sort(as)
+	slices.Sort(ps)
+	return as[len(as)/2], ps[len(ps)/2], nil
 }

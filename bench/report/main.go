@@ -103,7 +103,7 @@ func run(ctx context.Context, o options) error {
 	}
 	n := 300
 	if o.quick {
-		n = 30
+		n = 40
 	}
 	sections := []struct {
 		key, name string

@@ -104,3 +104,24 @@ func verdict(ok bool) string {
 	}
 	return "MISSED"
 }
+
+// A ratio near its target is sampled more. Its verdict turns on the
+// noise of the ratio, which five times the samples shrinks by more than
+// half, so a re-run reads the same verdict far more often; a ratio far
+// from its target keeps its verdict at the first count.
+const (
+	nearBand = 1.2 // within target÷1.2 .. target×1.2
+	nearMore = 5   // times the first count of samples
+)
+
+// nearTarget reports whether median(a) ÷ median(b) is near target.
+func nearTarget(a, b samples, target float64) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	r := float64(a.median()) / float64(b.median())
+	return r >= target/nearBand && r <= target*nearBand
+}
+
+// nearN is the count of samples of a ratio near its target.
+func nearN(n int) int { return n * nearMore }

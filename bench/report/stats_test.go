@@ -59,3 +59,25 @@ func TestTable(t *testing.T) {
 		t.Error("pipe not escaped")
 	}
 }
+
+func TestNearTarget(t *testing.T) {
+	raw := samples{10, 10, 10}
+	for _, c := range []struct {
+		a    samples
+		want bool
+	}{
+		{samples{13, 13, 13}, true},  // at the target
+		{samples{11, 11, 11}, true},  // 1.1 ≥ 1.3 ÷ 1.2
+		{samples{15, 15, 15}, true},  // 1.5 ≤ 1.3 × 1.2
+		{samples{10, 10, 10}, false}, // 1.0: met whatever the noise
+		{samples{20, 20, 20}, false}, // 2.0: missed whatever the noise
+		{nil, false},
+	} {
+		if got := nearTarget(c.a, raw, 1.3); got != c.want {
+			t.Errorf("nearTarget(%v ÷ %v, 1.3) = %v, want %v", c.a, raw, got, c.want)
+		}
+	}
+	if nearTarget(raw, nil, 1.3) {
+		t.Error("near with no samples to compare with")
+	}
+}

@@ -10,7 +10,8 @@ reads one JSON command a line from stdin and answers one JSON line each:
   {"op": "members", "group": G, "n": K, "want": W}
   {"op": "heartbeat", "n": K}
   {"op": "lock", "name": L, "n": K}             K timed acquire(blocking=False)+release
-  {"op": "throughput", "name": L, "clients": C, "seconds": S}
+  {"op": "throughput", "name": L, "clients": C, "seconds": S}   (a round: the
+                                     coordinators stay for the next round of L)
   {"op": "quit"}
 Timed answers are {"ns": [...]} (nanoseconds per call); throughput answers
 {"ops": N, "seconds": S}; a failure is {"error": "..."}.
@@ -59,6 +60,7 @@ def main():
     stop = threading.Event()
     beats = threading.Thread(target=keep_alive, args=(extra, extra_lock, stop), daemon=True)
     beats.start()
+    pools = {}
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
@@ -108,7 +110,7 @@ def main():
                     lk.release()
                 resp = {"ns": timed(req["n"], lock)}
             elif op == "throughput":
-                resp = throughput(url, member, req)
+                resp = throughput(url, member, req, pools)
             else:
                 resp = {"error": "unknown op %r" % op}
         except Exception as e:  # reported, not raised: the harness decides
@@ -118,12 +120,18 @@ def main():
     beats.join()
     for x in extra:
         x.stop()
+    for cs in pools.values():
+        for x in cs:
+            x.stop()
     c.stop()
 
 
-def throughput(url, member, req):
+def throughput(url, member, req, pools):
     n = req["clients"]
-    cs = [coordinator(url, "%s-t%d" % (member, i)) for i in range(n)]
+    key = (req["name"], n)
+    if key not in pools:  # kept for the next round of the same row
+        pools[key] = [coordinator(url, "%s-t%d-%d" % (member, n, i)) for i in range(n)]
+    cs = pools[key]
     counts = [0] * n
     errors = []
     start = threading.Barrier(n + 1)
@@ -151,8 +159,6 @@ def throughput(url, member, req):
     for t in ts:
         t.join()
     elapsed = time.monotonic() - t0
-    for x in cs:
-        x.stop()
     if errors:
         return {"error": errors[0]}
     return {"ops": sum(counts), "seconds": elapsed}
