@@ -16,7 +16,7 @@ import (
 func sectionFootprint(ctx context.Context, rep *report, bs []*backend) {
 	t := &table{
 		title: "e. Footprint: resident memory at steady state, binary sizes",
-		note:  "`muster --url URL agent compute` (plugin mode, the default) the median of 10 readings over the second half of 5 s (quick: 3 s) of heartbeats; its plugin process is its child. Target: each process ≤ 25 MB RSS.",
+		note:  "`muster --url URL agent compute` (plugin mode, the default): the median of 10 RSS readings over the second half of 5 s (quick: 2 s) of heartbeats; its plugin process is its child. Target: each process ≤ 25 MB RSS.",
 		head:  []string{"backend", "muster agent compute RSS", "plugin process RSS", "≤ 25 MB"},
 	}
 	for _, b := range bs {
@@ -26,7 +26,7 @@ func sectionFootprint(ctx context.Context, rep *report, bs []*backend) {
 		fmt.Fprintf(os.Stderr, "bench: e. footprint, %s\n", b.name)
 		settle := 5 * time.Second
 		if rep.o.quick {
-			settle = 3 * time.Second
+			settle = 2 * time.Second
 		}
 		a, p, err := agentRSS(ctx, rep.o.pluginDir, b, settle)
 		if err != nil {

@@ -204,7 +204,7 @@ func measureGroup(ctx context.Context, obs, joiner *session, b *backend, u, grou
 		}
 	}
 	var lat samples
-	for range max(3, k/3) {
+	for range max(2, k/3) {
 		t0 := time.Now()
 		if err := joiner.sg.Join(ctx, group, nil); err != nil {
 			break
