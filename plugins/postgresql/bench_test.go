@@ -61,6 +61,19 @@ func BenchmarkMembers100(b *testing.B) {
 	}
 }
 
+// BenchmarkMember100 is IsUp's read: one member of a 100-member group.
+func BenchmarkMember100(b *testing.B) {
+	d, done := benchSession(b, 100)
+	defer done()
+	ctx := context.Background()
+	g := d.(driver.MemberGetter)
+	for b.Loop() {
+		if m, err := g.Member(ctx, "g", "m7"); err != nil || m.ID != "m7" {
+			b.Fatal(m, err)
+		}
+	}
+}
+
 func BenchmarkTryLockUnlock(b *testing.B) {
 	d, done := benchSession(b, 0)
 	defer done()

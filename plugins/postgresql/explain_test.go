@@ -2,6 +2,7 @@ package postgresql_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -40,30 +41,60 @@ func TestHotPathPlans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, tc := range []struct {
+	// pgx prepares every statement, and after five runs the server may
+	// switch a prepared statement to its generic plan (parameters left
+	// unknown): both plans must keep to the indexes.
+	if _, err := c.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
 		name, sql string
 		args      []any
+		// want is in the generic plan (a parameter's index condition).
+		want string
 	}{
-		{"members", postgresql.MembersSQL, []any{"s1", "g7", ""}},
-		{"member", postgresql.MembersSQL, []any{"s1", "g7", "m6"}},
-		{"heartbeat", postgresql.HeartbeatSQL, []any{"s1"}},
-		{"cleanup", postgresql.CleanupSQL, []any{100}},
+		{"members", postgresql.MembersSQL, []any{"s1", "g7"}, ""},
+		{"member", postgresql.MemberSQL, []any{"s1", "g7", "m6"}, "Index Cond: ((group_name = $2) AND (member = $3))"},
+		{"heartbeat", postgresql.HeartbeatSQL, []any{"s1"}, ""},
+		{"cleanup", postgresql.CleanupSQL, []any{100}, ""},
 	} {
-		rows, err := c.Query(ctx, "EXPLAIN "+tc.sql, tc.args...)
-		if err != nil {
+		if _, err := c.Exec(ctx, fmt.Sprintf("PREPARE p%d AS %s", i, tc.sql)); err != nil {
 			t.Fatal(err)
 		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
+		lits := make([]string, len(tc.args))
+		for j, a := range tc.args {
+			switch a := a.(type) {
+			case string:
+				lits[j] = "'" + a + "'"
+			default:
+				lits[j] = fmt.Sprint(a)
+			}
 		}
-		plan := strings.Join(lines, "\n")
-		t.Logf("EXPLAIN %s:\n%s", tc.name, plan)
-		// The forced-down marks are a few operator actions: a scan of
-		// their page or two is the planner's right choice.
-		for _, table := range []string{"muster_sessions", "muster_members", "muster_groups", "muster_locks"} {
-			if strings.Contains(plan, "Seq Scan on "+table) {
-				t.Errorf("%s scans %s:\n%s", tc.name, table, plan)
+		for _, mode := range []string{"custom", "generic"} {
+			var rows pgx.Rows
+			if mode == "custom" {
+				rows, err = c.Query(ctx, "EXPLAIN "+tc.sql, tc.args...)
+			} else {
+				rows, err = c.Query(ctx, fmt.Sprintf("EXPLAIN EXECUTE p%d(%s)", i, strings.Join(lits, ", ")))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := strings.Join(lines, "\n")
+			t.Logf("EXPLAIN %s (%s plan):\n%s", tc.name, mode, plan)
+			// The forced-down marks are a few operator actions: a scan of
+			// their page or two is the planner's right choice.
+			for _, table := range []string{"muster_sessions", "muster_members", "muster_groups", "muster_locks"} {
+				if strings.Contains(plan, "Seq Scan on "+table) {
+					t.Errorf("%s scans %s in its %s plan:\n%s", tc.name, table, mode, plan)
+				}
+			}
+			if mode == "generic" && !strings.Contains(plan, tc.want) {
+				t.Errorf("%s's generic plan has no %q:\n%s", tc.name, tc.want, plan)
 			}
 		}
 	}

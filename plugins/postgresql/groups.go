@@ -257,14 +257,25 @@ WITH g AS MATERIALIZED (
 // membersSQL lists a group's live members in one statement whatever its
 // size: the group row (absent: not found) left-joined with its members
 // whose sessions are live and their forced-down marks. Every read goes
-// through an index (see the package doc). $3 = ” lists all.
-const membersSQL = `
+// through an index (see the package doc). memberSQL is the same read of
+// one member ($3). They are two statements, not one with "$3 = ” OR":
+// pgx prepares each, and the server's generic plan for such an OR reads
+// every member of the group to return one of them.
+const (
+	membersSQL = membersSelect + `
+  ON m.group_name = g.name
+` + membersWhere
+	memberSQL = membersSelect + `
+  ON m.group_name = g.name AND m.member = $3
+` + membersWhere
+
+	membersSelect = `
 SELECT ` + live + `, m.member, m.capabilities, s.renewed_at, f.member IS NOT NULL
 FROM muster_groups g
-LEFT JOIN (muster_members m JOIN muster_sessions s ON s.id = m.session_id AND s.expires_at > now())
-  ON m.group_name = g.name AND ($3 = '' OR m.member = $3)
-LEFT JOIN muster_forced_down f ON f.group_name = m.group_name AND f.member = m.member
+LEFT JOIN (muster_members m JOIN muster_sessions s ON s.id = m.session_id AND s.expires_at > now())`
+	membersWhere = `LEFT JOIN muster_forced_down f ON f.group_name = m.group_name AND f.member = m.member
 WHERE g.name = $2`
+)
 
 func (s *session) Members(ctx context.Context, group string) ([]driver.Member, error) {
 	return s.members(ctx, "members", group, "")
@@ -286,7 +297,11 @@ func (s *session) Member(ctx context.Context, group, member string) (driver.Memb
 func (s *session) members(ctx context.Context, op, group, only string) ([]driver.Member, error) {
 	var out []driver.Member
 	err := s.readGroup(ctx, op, group, func(c *pgx.Conn) (found, me bool, err error) {
-		out, found, me, err = scanMembers(ctx, c, group, only, s.id)
+		if only == "" {
+			out, found, me, err = scanMembers(ctx, c, membersSQL, s.id, group)
+		} else {
+			out, found, me, err = scanMembers(ctx, c, memberSQL, s.id, group, only)
+		}
 		return found, me, err
 	})
 	if err != nil {
@@ -392,8 +407,9 @@ func (s *session) KnownMembers(ctx context.Context, group string) ([]driver.Know
 
 var _ driver.KnownMemberLister = (*session)(nil)
 
-func scanMembers(ctx context.Context, c *pgx.Conn, group, only, sid string) (out []driver.Member, found, me bool, err error) {
-	rows, err := c.Query(ctx, membersSQL, sid, group, only)
+// scanMembers runs membersSQL or memberSQL with args.
+func scanMembers(ctx context.Context, c *pgx.Conn, sql string, args ...any) (out []driver.Member, found, me bool, err error) {
+	rows, err := c.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, false, false, err
 	}
