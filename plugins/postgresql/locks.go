@@ -3,6 +3,7 @@ package postgresql
 import (
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -27,43 +28,43 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 	k1, k2 := toozKey(name)
 	var tok *int64
 	var me, held bool
-	err := s.pool.pool.tx(ctx, func(tx pgx.Tx) error {
-		// The token is durable once the row is: commit flushes the WAL
-		// record of nextval with it, so a crash never brings back a token
-		// a caller has seen.
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
-			return err
-		}
-		// A lock whose holder's session expired is free: take it over.
-		if _, err := tx.Exec(ctx, `DELETE FROM muster_locks l USING muster_sessions s
-  WHERE l.name = $1 AND s.id = l.session_id AND s.expires_at <= now()`, name); err != nil {
-			return err
-		}
-		// The tooz probe is a SHARED transaction-scoped advisory lock: it
-		// conflicts with tooz's exclusive session lock of the same name (so a
-		// lock tooz holds is refused) and never with another muster probe.
-		var inserted int64
-		err := tx.QueryRow(ctx, `
-WITH i AS (
-  INSERT INTO muster_locks (name, session_id, member, token)
+	// One transaction, sent as one pipelined batch: one round trip. A
+	// statement that fails skips the rest, COMMIT included, and the pool
+	// closes a connection left in a transaction, which rolls it back.
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	// The token is durable once the row is: commit flushes the WAL record
+	// of nextval with it, so a crash never brings back a token a caller
+	// has seen.
+	b.Queue(`SET LOCAL synchronous_commit = on`)
+	// A lock whose holder's session expired is free: take it over.
+	b.Queue(`DELETE FROM muster_locks l USING muster_sessions s
+  WHERE l.name = $1 AND s.id = l.session_id AND s.expires_at <= now()`, name)
+	// The tooz probe is a SHARED transaction-scoped advisory lock: it
+	// conflicts with tooz's exclusive session lock of the same name (so a
+	// lock tooz holds is refused) and never with another muster probe.
+	b.Queue(`INSERT INTO muster_locks (name, session_id, member, token)
   SELECT $1, s.id, s.member, 0 FROM muster_sessions s
   WHERE s.id = $2 AND s.expires_at > now() AND pg_try_advisory_xact_lock_shared($3, $4)
-  ON CONFLICT (name) DO NOTHING
-  RETURNING 1
-) SELECT count(*) FROM i`, name, s.id, k1, k2).Scan(&inserted)
-		if err != nil {
-			return err
+  ON CONFLICT (name) DO NOTHING`, name, s.id, k1, k2)
+	// The token is drawn only once this transaction owns the row (token 0
+	// is the row just inserted): every earlier holder drew its own before
+	// its row existed, so ours is larger than all of theirs. No row: not
+	// taken.
+	b.Queue(`UPDATE muster_locks SET token = nextval('muster_fencing_tokens')
+  WHERE name = $1 AND session_id = $2 AND token = 0 RETURNING token`, name, s.id).QueryRow(func(r pgx.Row) error {
+		err := r.Scan(&tok)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
 		}
-		if inserted == 1 {
-			// The token is drawn only once this transaction owns the row:
-			// every earlier holder drew its own before its row existed,
-			// so ours is larger than all of theirs.
-			return tx.QueryRow(ctx, `UPDATE muster_locks SET token = nextval('muster_fencing_tokens')
-  WHERE name = $1 RETURNING token`, name).Scan(&tok)
-		}
-		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM muster_sessions WHERE id = $1 AND expires_at > now()),
-  EXISTS (SELECT 1 FROM muster_locks WHERE name = $2)`, s.id, name).Scan(&me, &held)
+		return err
 	})
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM muster_sessions WHERE id = $1 AND expires_at > now()),
+  EXISTS (SELECT 1 FROM muster_locks WHERE name = $2)`, s.id, name).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&me, &held)
+	})
+	b.Queue(`COMMIT`)
+	err := s.pool.pool.with(ctx, func(c *pgx.Conn) error { return c.SendBatch(ctx, b).Close() })
 	if err != nil {
 		return 0, s.fail(ctx, op, name, err)
 	}
