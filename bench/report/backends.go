@@ -142,6 +142,7 @@ func myDB(s *testserver.Server, db string) (*sql.DB, error) {
 	c := gomysql.NewConfig()
 	c.User, c.Passwd, c.Net, c.Addr, c.DBName = testserver.MariaDBUser, testserver.MariaDBPassword, "tcp", s.Addr(), db
 	c.Logger = &gomysql.NopLogger{}
+	c.InterpolateParams = true // one round trip a statement, as the driver does
 	conn, err := gomysql.NewConnector(c)
 	if err != nil {
 		return nil, err
