@@ -259,3 +259,36 @@ func TestManyMembers(t *testing.T) {
 		t.Fatalf("Members: %d, %v; want %d", len(ms), err, n)
 	}
 }
+
+// TestTokenCounterTrimmed: a session's locks trim the counter's rows on
+// its first lock and every 64th after it, so the table stays small while
+// tokens keep growing.
+func TestTokenCounterTrimmed(t *testing.T) {
+	url := dbURL(t)
+	db := url[strings.LastIndexByte(url, '/')+1:]
+	ctx := context.Background()
+	d := open(t, url, "a", time.Minute)
+	var last driver.Token
+	for i := 0; i < 200; i++ {
+		tok, err := d.TryLock(ctx, "l")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok <= last {
+			t.Fatalf("lock %d: token %d after %d", i, tok, last)
+		}
+		last = tok
+		if err := d.Unlock(ctx, "l", tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows int
+	if err := admin.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+db+".muster_tokens").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	// 200 locks: trims at the 1st, 65th, 129th and 193rd leave the 193rd's
+	// row and the 7 after it.
+	if rows != 8 {
+		t.Fatalf("%d counter rows after 200 locks, want 8", rows)
+	}
+}

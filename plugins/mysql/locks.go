@@ -18,6 +18,10 @@ var errToozHeld = errors.New("held by a GET_LOCK session (tooz)")
 // cannot hold a longer one there, so muster does not probe for it.
 const maxUserLockName = 64
 
+// trimTokensEvery is how many of a session's locks take one trim of the
+// token counter's rows.
+const trimTokensEvery = 64
+
 // The lock statements.
 const (
 	lockRowSQL      = "SELECT session_id FROM muster_locks WHERE name = ? FOR UPDATE"
@@ -98,9 +102,13 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 		return 0, s.fail(ctx, "lock", name, err)
 	}
 	// Older counter rows are not needed: the auto-increment counter
-	// survives them. Best effort, outside the lock's transaction.
-	if _, derr := s.exec(ctx, "DELETE FROM muster_tokens WHERE token < ?", tok); derr != nil && ctx.Err() == nil {
-		s.log.Debug("mysql: trim token counter", zap.Error(derr))
+	// survives them. Best effort, outside the lock's transaction, on a
+	// session's first lock and every 64th after it: a statement saved on
+	// the others, and at most 64 rows left per session taking locks.
+	if s.locks.Add(1)%trimTokensEvery == 1 {
+		if _, derr := s.exec(ctx, "DELETE FROM muster_tokens WHERE token < ?", tok); derr != nil && ctx.Err() == nil {
+			s.log.Debug("mysql: trim token counter", zap.Error(derr))
+		}
 	}
 	return driver.Token(tok), nil
 }

@@ -60,6 +60,7 @@ type session struct {
 	ttl    time.Duration
 	log    *zap.Logger
 	beats  atomic.Uint64
+	locks  atomic.Uint64 // TryLocks that took their lock
 
 	mu     sync.Mutex
 	closed bool
