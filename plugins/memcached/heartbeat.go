@@ -16,10 +16,10 @@ import (
 // back (evicted, a server restart, deleted out of band).
 var errGone = errors.New("record gone")
 
-// Heartbeat renews the session: it reads the server's clock, reads the
-// session key, every joined group and every held lock in one multi-get,
-// and then renews them with compare-and-swap, so nothing is renewed that
-// someone else replaced meanwhile. The session is lost (ErrSessionLost,
+// Heartbeat renews the session: it reads the server's clock and, at the
+// same time, the session key, every joined group and every held lock in
+// one multi-get, and then renews them with compare-and-swap, so nothing
+// is renewed that someone else replaced meanwhile. The session is lost (ErrSessionLost,
 // Done closed) when its own key or one of its memberships is gone: the
 // core then opens a new session and re-joins. A held lock found gone or
 // taken is dropped; the core's check of its locks reports it lost.
@@ -55,10 +55,17 @@ func (s *session) heartbeat() error {
 	s.beat.Lock()
 	defer s.beat.Unlock()
 	sk := s.key(sessionKey(s.id))
-	now, err := s.clock.now(sk)
-	if err != nil {
-		return err
+	// The clock (on a connection of its own) is read while the records
+	// are: one round trip of waiting, not two.
+	type reading struct {
+		now int64
+		err error
 	}
+	clock := make(chan reading, 1)
+	go func() {
+		now, err := s.clock.now(sk)
+		clock <- reading{now, err}
+	}()
 
 	s.memb.Lock()
 	s.mu.Lock()
@@ -80,6 +87,7 @@ func (s *session) heartbeat() error {
 		keys = append(keys, s.key(lockKey(n)))
 	}
 	items, err := s.mc.GetMulti(keys)
+	c := <-clock
 	if err != nil {
 		s.memb.Unlock()
 		return err
@@ -89,6 +97,10 @@ func (s *session) heartbeat() error {
 	if err != nil {
 		return err
 	}
+	if c.err != nil {
+		return c.err
+	}
+	now := c.now
 
 	// Renew the session key, only if nobody replaced it since the read.
 	it := items[sk]
