@@ -41,7 +41,8 @@ type ServiceGroup struct {
 	stop    chan struct{}
 	tidying atomic.Bool    // a tidy is under way
 	wg      sync.WaitGroup // the keeper and its tidy
-	bg      sync.WaitGroup // calls finishing after their caller gave up
+	bg      sync.WaitGroup // calls finishing after their caller gave up, and settle's workers
+	work    chan func()    // settle's calls, to an idle worker (unbuffered)
 }
 
 type joined struct {
@@ -61,6 +62,7 @@ func newServiceGroup(cfg Config, backend string, f driver.Factory) *ServiceGroup
 		joined:   map[string]*joined{},
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
+		work:     make(chan func()),
 	}
 }
 
@@ -464,8 +466,9 @@ func (s *ServiceGroup) doOnce(ctx context.Context, op func(driver.Driver) error,
 // settle runs call, which changes the backend (a lock taken, a group
 // joined), to a known outcome even if the caller gives up first. The call
 // runs without the caller's cancellation, bounded by the caller's deadline
-// or the dial timeout, whichever is later; if ctx ends first the caller
-// gets ctx.Err() at once and the call goes on in the background. Either way finish gets the call's result exactly once,
+// or the dial timeout, whichever is later, on a worker goroutine (run);
+// if ctx ends first the caller gets ctx.Err() at once and the call goes on
+// in the background. Either way finish gets the call's result exactly once,
 // with abandoned set when the caller is gone, and must undo what an
 // abandoned success did: a backend never keeps a lock or a membership that
 // nobody tracks.
@@ -483,9 +486,7 @@ func (s *ServiceGroup) settle(ctx context.Context, call func(context.Context) er
 		bound = max(bound, time.Until(dl))
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
+	s.run(func() {
 		err := call(cctx)
 		cancel()
 		select {
@@ -493,7 +494,7 @@ func (s *ServiceGroup) settle(ctx context.Context, call func(context.Context) er
 		case <-gone:
 			_ = finish(err, true)
 		}
-	}()
+	})
 	select {
 	case err := <-result:
 		return finish(err, false)
@@ -501,6 +502,43 @@ func (s *ServiceGroup) settle(ctx context.Context, call func(context.Context) er
 		close(gone)
 		return ctx.Err()
 	}
+}
+
+// workerIdle is how long a settle worker waits for another call before
+// it exits.
+const workerIdle = 10 * time.Second
+
+// run runs job on an idle worker goroutine, or on a new one if none is
+// idle. Workers outlive their job: a goroutine started per call begins on
+// a small stack and grows it again through the client's deep call path
+// every time (copystack in the CPU profile). plugins/redis's
+// BenchmarkCoreLock measured a cancellable context's TryAcquire+Release
+// about 20 us slower than a background one's with a goroutine per call,
+// and no slower with reused workers. A worker exits once idle for
+// workerIdle, or when s closes.
+func (s *ServiceGroup) run(job func()) {
+	select {
+	case s.work <- job:
+		return
+	default:
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		idle := time.NewTimer(workerIdle)
+		defer idle.Stop()
+		for {
+			job()
+			idle.Reset(workerIdle)
+			select {
+			case job = <-s.work:
+			case <-idle.C:
+				return
+			case <-s.stop:
+				return
+			}
+		}
+	}()
 }
 
 // background runs f, owned by s, with a context bounded by the dial

@@ -9,6 +9,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/musterhq/muster/plugins/redis"
+	"github.com/musterhq/muster/servicegroup"
 	"github.com/musterhq/muster/servicegroup/driver"
 )
 
@@ -81,6 +82,36 @@ func BenchmarkLockUnlock(b *testing.B) {
 		if err := d.Unlock(ctx, "l", tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCoreLock is BenchmarkLockUnlock through the core (TryAcquire
+// and Release of a servicegroup.Lock), with a context that cannot end and
+// with one that can: the core then runs each call on a worker goroutine,
+// so that a caller who gives up returns at once.
+func BenchmarkCoreLock(b *testing.B) {
+	sg, err := servicegroup.Open(context.Background(), servicegroup.Config{URL: nsURL(b), Member: "m", Mode: servicegroup.ModeInProcess})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sg.Close(context.Background())
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"cancellable", cctx}} {
+		b.Run(c.name, func(b *testing.B) {
+			l := sg.Lock("l-" + c.name)
+			for b.Loop() {
+				if _, err := l.TryAcquire(c.ctx); err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Release(c.ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
