@@ -268,6 +268,7 @@ func runLatency(ctx context.Context, b *backend, pluginDir string, n int) (*latR
 		if cnt != nil && op.key != "isupview" && op.key != "handover" {
 			const k = 20
 			v := variants[0]
+			resume := pop.quiet()
 			switch op.key {
 			case "join":
 				res.rts[op.key] = cnt.around(ctx, k, nil, func() error { return v.a.sg.Join(ctx, "lat", capsA) }, func() error { return v.a.sg.Leave(ctx, "lat") })
@@ -281,6 +282,7 @@ func runLatency(ctx context.Context, b *backend, pluginDir string, n int) (*latR
 					res.rawRTs[op.key] = cnt.perOp(ctx, k, func() error { _, err := op.raw(ctx, r); return err })
 				}
 			}
+			resume()
 		}
 	}
 	if cnt == nil {

@@ -126,8 +126,25 @@ func (c *counter) around(ctx context.Context, k int, pre, op, post func() error)
 			}
 		}
 	}
-	// The median call: a burst of other clients' requests (a population's
-	// keep-alive) lands in a few windows, not in most.
-	slices.Sort(deltas)
-	return fmt.Sprint(deltas[len(deltas)/2])
+	return fmt.Sprint(mode(deltas))
+}
+
+// mode is the most frequent count (the smallest of equally frequent ones).
+// Other clients' requests only ever add to a window, each time a different
+// number, so the count a call takes is the one that recurs; a median moves
+// once more than half the windows caught someone else's.
+func mode(counts []int64) int64 {
+	slices.Sort(counts)
+	best, bestN := counts[0], 0
+	for i := 0; i < len(counts); {
+		j := i
+		for j < len(counts) && counts[j] == counts[i] {
+			j++
+		}
+		if j-i > bestN {
+			best, bestN = counts[i], j-i
+		}
+		i = j
+	}
+	return best
 }

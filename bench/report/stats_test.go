@@ -81,3 +81,19 @@ func TestNearTarget(t *testing.T) {
 		t.Error("near with no samples to compare with")
 	}
 }
+
+func TestMode(t *testing.T) {
+	for _, tc := range []struct {
+		in   []int64
+		want int64
+	}{
+		{[]int64{3}, 3},
+		{[]int64{13, 3, 10, 3, 8, 3}, 3},    // most windows polluted, each differently
+		{[]int64{5, 5, 3, 3}, 3},            // a tie: the smaller
+		{[]int64{2, 9, 9, 9, 2, 11, 12}, 9}, // the recurring count, even if larger
+	} {
+		if got := mode(tc.in); got != tc.want {
+			t.Errorf("mode(%v) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
