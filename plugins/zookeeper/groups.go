@@ -111,11 +111,7 @@ func (s *session) Join(ctx context.Context, g string, caps []byte) error {
 	if err := checkName("member", s.member); err != nil {
 		return driver.Errorf(backend, "join", g, err)
 	}
-	p := s.groupPath(g) + "/" + s.member
-	if err := s.own(ctx, p); err != nil {
-		return s.fail("join", g, err)
-	}
-	_, err := s.createEphemeral(ctx, p, storeCaps(caps), zk.FlagEphemeral)
+	err := s.createOwned(ctx, s.groupPath(g)+"/"+s.member, storeCaps(caps))
 	switch {
 	case errors.Is(err, zk.ErrNodeExists):
 		return driver.Errorf(backend, "join", g, fmt.Errorf("%w: %q", driver.ErrMemberExists, s.member))

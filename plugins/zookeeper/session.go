@@ -464,16 +464,26 @@ func (s *session) Heartbeat(ctx context.Context) error {
 func (s *session) writeRecord(ctx context.Context) error {
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
-	owned := make([]string, 0, len(s.owned))
-	for p := range s.owned {
-		owned = append(owned, p)
-	}
-	slices.Sort(owned)
-	data, _ := json.Marshal(record{Member: s.member, Instance: s.instance, Session: s.id, Owned: owned})
+	data := s.recordLocked("")
 	return s.do(ctx, func() error {
 		_, err := s.conn.Set(s.recPath, data, -1)
 		return err
 	})
+}
+
+// recordLocked is the session record's data: the owned list, plus also
+// when it is not "". recMu must be held.
+func (s *session) recordLocked(also string) []byte {
+	owned := make([]string, 0, len(s.owned)+1)
+	for p := range s.owned {
+		owned = append(owned, p)
+	}
+	if also != "" && !s.owned[also] {
+		owned = append(owned, also)
+	}
+	slices.Sort(owned)
+	data, _ := json.Marshal(record{Member: s.member, Instance: s.instance, Session: s.id, Owned: owned})
+	return data
 }
 
 // own records p as possibly owned, in the session record, before it is
@@ -498,12 +508,39 @@ func (s *session) disown(p string) {
 // createEphemeral creates p only while the session record exists: a session
 // that was ended (taken over) creates nothing more.
 func (s *session) createEphemeral(ctx context.Context, p string, data []byte, flags int32) (string, error) {
+	return s.create(ctx, p, data, flags, &zk.CheckVersionRequest{Path: s.recPath, Version: -1})
+}
+
+// createOwned is createEphemeral of a node p that the session record must
+// list (a member node), so that a newer session of the instance finds it:
+// if the record does not list p yet, the same multi rewrites it with p,
+// one request where own and createEphemeral take two.
+func (s *session) createOwned(ctx context.Context, p string, data []byte) error {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	if s.owned[p] {
+		_, err := s.createEphemeral(ctx, p, data, zk.FlagEphemeral)
+		return err
+	}
+	_, err := s.create(ctx, p, data, zk.FlagEphemeral, &zk.SetDataRequest{Path: s.recPath, Data: s.recordLocked(p), Version: -1})
+	// Owned unless ZooKeeper refused the multi: one that may yet land
+	// (no answer in time) may create p, and later records must list it.
+	refused := false
+	for _, e := range []error{zk.ErrNodeExists, zk.ErrNoNode, zk.ErrNoAuth, zk.ErrInvalidPath, zk.ErrSessionExpired} {
+		refused = refused || errors.Is(err, e)
+	}
+	if !refused {
+		s.owned[p] = true
+	}
+	return err
+}
+
+// create runs first (a check or a rewrite of the session record) and the
+// create of p in one multi.
+func (s *session) create(ctx context.Context, p string, data []byte, flags int32, first any) (string, error) {
 	var out string
 	err := s.do(ctx, func() error {
-		res, err := s.conn.Multi(
-			&zk.CheckVersionRequest{Path: s.recPath, Version: -1},
-			&zk.CreateRequest{Path: p, Data: data, Acl: s.acl, Flags: flags},
-		)
+		res, err := s.conn.Multi(first, &zk.CreateRequest{Path: p, Data: data, Acl: s.acl, Flags: flags})
 		if err != nil && len(res) == 2 {
 			if errors.Is(res[0].Error, zk.ErrNoNode) {
 				return zk.ErrSessionExpired // the session record is gone
