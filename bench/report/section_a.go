@@ -19,7 +19,7 @@ const latTarget = 1.3
 func sectionLatency(ctx context.Context, rep *report, bs []*backend, n int) {
 	t := &table{
 		title: "a. Latency per operation: in-process, plugin, raw client",
-		note: fmt.Sprintf("%d samples per cell, interleaved (%d where in-process ÷ raw comes within %v× of 1.3: the verdict turns on the noise there). RTs = requests the server received per call (Redis: socket reads, i.e. round trips; etcd: gRPC messages; ZooKeeper: requests; MariaDB: statements), counted in-process (the most frequent count of 20 calls, with the 200 members' keep-alive held off); "+
+		note: fmt.Sprintf("%d samples per cell, interleaved (%d where in-process ÷ raw comes within %v× of 1.3: the verdict turns on the noise there). RTs = requests the server received per call (Redis: socket reads, i.e. round trips; etcd: gRPC messages; ZooKeeper: requests; MariaDB: statements), counted in-process (the most frequent count of 20 calls, with the 200 members' keep-alive, one heartbeat at a time spread over 20 s, held off); "+
 			"raw RTs for file/memcached/postgresql are by construction. Target: in-process ≤ 1.3× raw (p50). IsUp (View) reads memory; hand-over is a second session's Acquire returning after the first's Release.", n, nearN(n), nearBand),
 		head: []string{"backend", "operation", "in-proc p50", "in-proc p99", "plugin p50", "plugin p99", "raw p50", "raw p99", "in-proc ÷ raw", "RTs muster", "RTs raw", "≤ 1.3×"},
 	}

@@ -60,13 +60,13 @@ type population struct {
 	drvs []driver.Driver
 	stop chan struct{}
 	done chan struct{}
-	// beating is held through each round of keepAlive's heartbeats, and
-	// by whoever counts a server's requests (quiet): 200 heartbeats in
-	// a burst would otherwise be counted as the measured call's.
+	// beating is held through each of keepAlive's heartbeats, and by
+	// whoever counts a server's requests (quiet): they would otherwise be
+	// counted as the measured call's.
 	beating sync.Mutex
 }
 
-// quiet holds off keepAlive's rounds until the returned func is called.
+// quiet holds off keepAlive's heartbeats until the returned func is called.
 func (p *population) quiet() (resume func()) {
 	p.beating.Lock()
 	return p.beating.Unlock
@@ -81,29 +81,36 @@ func longTTL(b *backend) time.Duration {
 	return time.Hour
 }
 
-// keepAlive heartbeats every session every interval until close.
+// keepAlive heartbeats every session once every interval until close,
+// one at a time, spread over the interval: a round of 200 heartbeats in a
+// burst would slow whatever sample it overlapped, on one side of a ratio.
 func (p *population) keepAlive(interval time.Duration) {
 	p.stop, p.done = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(p.done)
-		t := time.NewTicker(interval)
+		t := time.NewTimer(interval)
 		defer t.Stop()
-		for {
+		for next := 0; ; next++ {
 			select {
 			case <-p.stop:
 				return
 			case <-t.C:
 			}
 			p.mu.Lock()
-			ds := append([]driver.Driver(nil), p.drvs...)
+			n := len(p.drvs)
+			var d driver.Driver
+			if n > 0 {
+				d = p.drvs[next%n]
+			}
 			p.mu.Unlock()
-			p.beating.Lock()
-			for _, d := range ds {
+			if d != nil {
+				p.beating.Lock()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				_ = d.Heartbeat(ctx)
 				cancel()
+				p.beating.Unlock()
 			}
-			p.beating.Unlock()
+			t.Reset(interval / time.Duration(max(n, 1)))
 		}
 	}()
 }
