@@ -264,27 +264,27 @@ WITH g AS MATERIALIZED (
 const (
 	membersSQL = membersSelect + `
   ON m.group_name = g.name
-` + membersWhere
+` + membersMarks
 	memberSQL = membersSelect + `
   ON m.group_name = g.name AND m.member = $3
-` + membersWhere
+` + membersMarks
 
 	membersSelect = `
 SELECT ` + live + `, m.member, m.capabilities, s.renewed_at, f.member IS NOT NULL
 FROM muster_groups g
 LEFT JOIN (muster_members m JOIN muster_sessions s ON s.id = m.session_id AND s.expires_at > now())`
-	membersWhere = `LEFT JOIN muster_forced_down f ON f.group_name = m.group_name AND f.member = m.member
+	membersMarks = `LEFT JOIN muster_forced_down f ON f.group_name = m.group_name AND f.member = m.member
 WHERE g.name = $2`
 )
 
 func (s *session) Members(ctx context.Context, group string) ([]driver.Member, error) {
-	return s.members(ctx, "members", group, "")
+	return s.members(ctx, "members", group, membersSQL, s.id, group)
 }
 
 // Member is one live member of group, as Members would list it, without
 // listing the others; ErrNotMember when it is not live there.
 func (s *session) Member(ctx context.Context, group, member string) (driver.Member, error) {
-	ms, err := s.members(ctx, "member", group, member)
+	ms, err := s.members(ctx, "member", group, memberSQL, s.id, group, member)
 	if err != nil {
 		return driver.Member{}, err
 	}
@@ -294,14 +294,11 @@ func (s *session) Member(ctx context.Context, group, member string) (driver.Memb
 	return ms[0], nil
 }
 
-func (s *session) members(ctx context.Context, op, group, only string) ([]driver.Member, error) {
+// members runs membersSQL or memberSQL (with args) through readGroup.
+func (s *session) members(ctx context.Context, op, group, sql string, args ...any) ([]driver.Member, error) {
 	var out []driver.Member
 	err := s.readGroup(ctx, op, group, func(c *pgx.Conn) (found, me bool, err error) {
-		if only == "" {
-			out, found, me, err = scanMembers(ctx, c, membersSQL, s.id, group)
-		} else {
-			out, found, me, err = scanMembers(ctx, c, memberSQL, s.id, group, only)
-		}
+		out, found, me, err = scanMembers(ctx, c, sql, args...)
 		return found, me, err
 	})
 	if err != nil {

@@ -525,14 +525,21 @@ func (s *session) createOwned(ctx context.Context, p string, data []byte) error 
 	_, err := s.create(ctx, p, data, zk.FlagEphemeral, &zk.SetDataRequest{Path: s.recPath, Data: s.recordLocked(p), Version: -1})
 	// Owned unless ZooKeeper refused the multi: one that may yet land
 	// (no answer in time) may create p, and later records must list it.
-	refused := false
-	for _, e := range []error{zk.ErrNodeExists, zk.ErrNoNode, zk.ErrNoAuth, zk.ErrInvalidPath, zk.ErrSessionExpired} {
-		refused = refused || errors.Is(err, e)
-	}
-	if !refused {
+	if !refused(err) {
 		s.owned[p] = true
 	}
 	return err
+}
+
+// createRefusals are the answers with which ZooKeeper refused a create's
+// multi (create returns them as they are); ErrSessionExpired is create's
+// for a session record that is gone.
+var createRefusals = []error{zk.ErrNodeExists, zk.ErrNoNode, zk.ErrNoAuth, zk.ErrInvalidPath, zk.ErrSessionExpired}
+
+// refused says whether err is one of createRefusals: the multi did
+// nothing.
+func refused(err error) bool {
+	return slices.ContainsFunc(createRefusals, func(e error) bool { return errors.Is(err, e) })
 }
 
 // create runs first (a check or a rewrite of the session record) and the
@@ -545,7 +552,7 @@ func (s *session) create(ctx context.Context, p string, data []byte, flags int32
 			if errors.Is(res[0].Error, zk.ErrNoNode) {
 				return zk.ErrSessionExpired // the session record is gone
 			}
-			for _, known := range []error{zk.ErrNodeExists, zk.ErrNoNode, zk.ErrNoAuth, zk.ErrInvalidPath} {
+			for _, known := range createRefusals {
 				if errors.Is(res[1].Error, known) {
 					return known
 				}
