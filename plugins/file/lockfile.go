@@ -243,7 +243,7 @@ type lockHandle struct {
 func (s *session) openLock(name string) (*lockHandle, error) {
 	h := handles.Get().(*lockHandle)
 	h.path, h.f, h.lf = s.path(locksDir, name), nil, lockState{}
-	f, err := os.OpenFile(h.path, os.O_RDWR, 0)
+	f, err := openFile(h.path, os.O_RDWR, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return h, nil

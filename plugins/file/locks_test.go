@@ -324,3 +324,29 @@ func TestLockHolderDuringRewrites(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d reads, %d saw the lock held", reads, held)
 }
+
+// TestLockFileNotMuster: a directory where a lock's file belongs is not a
+// lock muster wrote (opening it fails with EISDIR). TryLock refuses it
+// with an error naming the lock,
+// and a lock whose file does not exist yet is taken and released.
+func TestLockFileNotMuster(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir, "m", long)
+	if err := os.MkdirAll(filepath.Join(dir, "locks", "odd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := d.TryLock(bg, "odd"); err == nil || !strings.Contains(err.Error(), `lock "odd"`) ||
+		!strings.Contains(err.Error(), "not a muster lock record") {
+		t.Fatalf("TryLock on a directory: token %d, error %v; want the lock named, not a muster lock record", tok, err)
+	}
+	tok, err := d.TryLock(bg, "new")
+	if err != nil {
+		t.Fatalf("TryLock of a new name: %v", err)
+	}
+	if err := d.Unlock(bg, "new", tok); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "locks", "new")); err != nil {
+		t.Fatalf("the lock's record: %v", err)
+	}
+}
