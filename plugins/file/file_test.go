@@ -417,3 +417,28 @@ func TestContextHonoured(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestLargeRecord: a member record much larger than one read's first
+// buffer (readAll starts with 512 bytes) reads back whole, through Members
+// and Member.
+func TestLargeRecord(t *testing.T) {
+	dir := t.TempDir()
+	big := make([]byte, 70_000)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	caps, err := driver.EncodeCapabilities(map[string]any{"blob": big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := open(t, dir, "m", long)
+	join(t, d, "g", caps)
+	ms, err := d.Members(bg, "g")
+	if err != nil || len(ms) != 1 || !bytes.Equal(ms[0].Capabilities, caps) {
+		t.Fatalf("Members: %d members, %v; capabilities read back whole: %v", len(ms), err, len(ms) == 1 && bytes.Equal(ms[0].Capabilities, caps))
+	}
+	m, err := d.(driver.MemberGetter).Member(bg, "g", "m")
+	if err != nil || !bytes.Equal(m.Capabilities, caps) {
+		t.Fatalf("Member: %v; capabilities read back whole: %v", err, bytes.Equal(m.Capabilities, caps))
+	}
+}
