@@ -236,9 +236,22 @@ func (s *session) Join(ctx context.Context, g string, caps []byte) error {
 	return s.run(ctx, "join", g, checkGroup(g), driver.ErrSessionLost, func() error {
 		s.memb.Lock()
 		defer s.memb.Unlock()
-		if err := s.mc.Set(s.toozMember()); err != nil {
-			return err
+		// tooz's member key (its readers' liveness of this member) is
+		// written while the group record is read, on another connection:
+		// one round trip of waiting, not two. The entry is written only
+		// once the key's write has answered, so a tooz reader never finds
+		// the entry without the key.
+		set := make(chan error, 1)
+		go func() { set <- s.mc.Set(s.toozMember()) }()
+		var setErr error
+		waited := false
+		wait := func() error {
+			if !waited {
+				setErr, waited = <-set, true
+			}
+			return setErr
 		}
+		defer wait() // nothing of this Join outlives it
 		for range maxRetries {
 			it, rec, err := s.getGroup(g)
 			if err != nil {
@@ -259,6 +272,9 @@ func (s *session) Join(ctx context.Context, g string, caps []byte) error {
 			}
 			rec.put(s.member, &entry{caps: clone(caps), session: s.id})
 			if it.Value, err = rec.encode(); err != nil {
+				return err
+			}
+			if err := wait(); err != nil {
 				return err
 			}
 			err = s.mc.CompareAndSwap(it)
