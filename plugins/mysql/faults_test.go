@@ -2,6 +2,7 @@ package mysql_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -290,5 +291,28 @@ func TestTokenCounterTrimmed(t *testing.T) {
 	// row and the 7 after it.
 	if rows != 8 {
 		t.Fatalf("%d counter rows after 200 locks, want 8", rows)
+	}
+}
+
+// TestTryLockSessionExpired: a session whose row the server has expired
+// (its TTL passed without a heartbeat reaching the server) takes no lock:
+// TryLock says the session is lost and leaves no lock row.
+func TestTryLockSessionExpired(t *testing.T) {
+	url := dbURL(t)
+	db := url[strings.LastIndexByte(url, '/')+1:]
+	ctx := context.Background()
+	a, b := open(t, url, "a", time.Minute), open(t, url, "b", time.Minute)
+	if _, err := admin.ExecContext(ctx, "UPDATE "+db+".muster_sessions SET expires_at = CURRENT_TIMESTAMP(6) - INTERVAL 1 SECOND WHERE member = 'a'"); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := a.TryLock(ctx, "l"); !errors.Is(err, driver.ErrSessionLost) {
+		t.Fatalf("TryLock of an expired session: token %d, %v; want ErrSessionLost", tok, err)
+	}
+	if h, err := b.LockHolder(ctx, "l"); !errors.Is(err, driver.ErrNotLocked) {
+		t.Fatalf("LockHolder after the refused TryLock: %+v, %v; want ErrNotLocked", h, err)
+	}
+	var rows int
+	if err := admin.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+db+".muster_locks").Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("lock rows: %d, %v; want none", rows, err)
 	}
 }

@@ -28,6 +28,10 @@ const (
 	sessionAliveSQL = "SELECT COUNT(*) FROM muster_sessions s WHERE s.id = ? AND " + live
 	lockHolderSQL   = `SELECT l.member, l.token, l.session_id FROM muster_locks l
 		JOIN muster_sessions s ON s.id = l.session_id WHERE l.name = ? AND ` + live
+	holderAliveSQL = `SELECT COUNT(*) FROM muster_locks l JOIN muster_sessions s ON s.id = l.session_id
+		WHERE l.name = ? AND ` + live
+	insertLockSQL = `INSERT INTO muster_locks (name, session_id, member, token, acquired_at)
+		SELECT ?, s.id, s.member, 0, CURRENT_TIMESTAMP(6) FROM muster_sessions s WHERE s.id = ? AND ` + live
 	unlockSQL = `DELETE l FROM muster_locks l JOIN muster_sessions s ON s.id = l.session_id
 		WHERE l.name = ? AND l.session_id = ? AND l.token = ? AND ` + live
 )
@@ -37,64 +41,16 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 		return 0, err
 	}
 	var tok uint64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		// tooz locks name with GET_LOCK(name): refuse a lock it holds.
-		var free sql.NullInt64
-		if err := tx.QueryRowContext(ctx, "SELECT IS_FREE_LOCK(?)", name).Scan(&free); err != nil {
-			if len(name) <= maxUserLockName {
-				return err
-			}
-		} else if free.Valid && free.Int64 == 0 {
-			return fmt.Errorf("%w: %w", driver.ErrLockHeld, errToozHeld)
-		}
-		var holder string
-		err := tx.QueryRowContext(ctx, lockRowSQL, name).Scan(&holder)
-		switch {
-		case err == sql.ErrNoRows:
-		case err != nil:
-			return err
-		default:
-			var alive int
-			if err := tx.QueryRowContext(ctx, sessionAliveSQL, holder).Scan(&alive); err != nil {
-				return err
-			}
-			if alive > 0 {
-				return driver.ErrLockHeld
-			}
-			// Its holder's session expired: the lock is free to take.
-			if _, err := tx.ExecContext(ctx, "DELETE FROM muster_locks WHERE name = ?", name); err != nil {
-				return err
-			}
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO muster_locks (name, session_id, member, token, acquired_at)
-			SELECT ?, s.id, s.member, 0, CURRENT_TIMESTAMP(6) FROM muster_sessions s WHERE s.id = ? AND `+live,
-			name, s.id)
-		if err != nil {
-			if mysqlErrno(err) == erDupEntry {
-				return driver.ErrLockHeld
-			}
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return driver.ErrSessionLost
-		}
-		// The token is drawn only once this transaction owns the row.
-		// Drawn before it (READ COMMITTED takes no gap lock on the free
-		// name), another TryLock could take and release the lock in
-		// between with a later token, and this holder would come after it
-		// with a smaller one: tokens must grow with each holder.
-		res, err = tx.ExecContext(ctx, "INSERT INTO muster_tokens () VALUES ()")
-		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		tok = uint64(id)
-		_, err = tx.ExecContext(ctx, "UPDATE muster_locks SET token = ? WHERE name = ?", tok, name)
+	err := s.tx(ctx, func(tx *sql.Tx) (err error) {
+		tok, err = s.insertLock(ctx, tx, name)
 		return err
 	})
+	if errors.Is(err, errHolderGone) {
+		err = s.tx(ctx, func(tx *sql.Tx) (err error) {
+			tok, err = s.takeOver(ctx, tx, name)
+			return err
+		})
+	}
 	if mysqlErrno(err) == erLockWaitTimeout {
 		err = driver.ErrLockHeld // another TryLock held the row for that long
 	}
@@ -111,6 +67,114 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 		}
 	}
 	return driver.Token(tok), nil
+}
+
+// errHolderGone says a lock's row names a session that has expired:
+// takeOver replaces it.
+var errHolderGone = errors.New("the holder's session has expired")
+
+// insertLock is the lock of a free name, the usual case: the row's insert
+// (which also checks that this session is live and that tooz holds no
+// GET_LOCK of the name) and the token, four statements with BEGIN and
+// COMMIT. A name with a row is held, or errHolderGone.
+func (s *session) insertLock(ctx context.Context, tx *sql.Tx, name string) (uint64, error) {
+	q, args := insertLockSQL, []any{name, s.id}
+	if len(name) <= maxUserLockName {
+		// tooz locks name with GET_LOCK(name): refuse a lock it holds.
+		q, args = q+" AND COALESCE(IS_FREE_LOCK(?), 1) = 1", append(args, name)
+	}
+	res, err := tx.ExecContext(ctx, q, args...)
+	switch {
+	case mysqlErrno(err) == erDupEntry:
+		// A consistent read, no row lock: the holder is live (held), or
+		// takeOver locks the row and looks again.
+		var alive int
+		if err := tx.QueryRowContext(ctx, holderAliveSQL, name).Scan(&alive); err != nil {
+			return 0, err
+		}
+		if alive > 0 {
+			return 0, driver.ErrLockHeld
+		}
+		return 0, errHolderGone
+	case err != nil:
+		return 0, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// This session has expired, or tooz holds the name.
+		var alive int
+		if err := tx.QueryRowContext(ctx, sessionAliveSQL, s.id).Scan(&alive); err != nil {
+			return 0, err
+		}
+		if alive == 0 {
+			return 0, driver.ErrSessionLost
+		}
+		return 0, fmt.Errorf("%w: %w", driver.ErrLockHeld, errToozHeld)
+	}
+	return drawToken(ctx, tx, name)
+}
+
+// takeOver takes a lock whose row names an expired session, holding the
+// row from the start: of two sessions taking over at once, one waits for
+// the other and then finds it live.
+func (s *session) takeOver(ctx context.Context, tx *sql.Tx, name string) (uint64, error) {
+	var free sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT IS_FREE_LOCK(?)", name).Scan(&free); err != nil {
+		if len(name) <= maxUserLockName {
+			return 0, err
+		}
+	} else if free.Valid && free.Int64 == 0 {
+		return 0, fmt.Errorf("%w: %w", driver.ErrLockHeld, errToozHeld)
+	}
+	var holder string
+	err := tx.QueryRowContext(ctx, lockRowSQL, name).Scan(&holder)
+	switch {
+	case err == sql.ErrNoRows:
+	case err != nil:
+		return 0, err
+	default:
+		var alive int
+		if err := tx.QueryRowContext(ctx, sessionAliveSQL, holder).Scan(&alive); err != nil {
+			return 0, err
+		}
+		if alive > 0 {
+			return 0, driver.ErrLockHeld
+		}
+		// Its holder's session expired: the lock is free to take.
+		if _, err := tx.ExecContext(ctx, "DELETE FROM muster_locks WHERE name = ?", name); err != nil {
+			return 0, err
+		}
+	}
+	res, err := tx.ExecContext(ctx, insertLockSQL, name, s.id)
+	if err != nil {
+		if mysqlErrno(err) == erDupEntry {
+			return 0, driver.ErrLockHeld
+		}
+		return 0, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return 0, driver.ErrSessionLost
+	}
+	return drawToken(ctx, tx, name)
+}
+
+// drawToken gives the lock row this transaction inserted its token.
+//
+// The token is drawn only once this transaction owns the row. Drawn
+// before it (READ COMMITTED takes no gap lock on the free name), another
+// TryLock could take and release the lock in between with a later token,
+// and this holder would come after it with a smaller one: tokens must
+// grow with each holder.
+func drawToken(ctx context.Context, tx *sql.Tx, name string) (uint64, error) {
+	res, err := tx.ExecContext(ctx, "INSERT INTO muster_tokens () VALUES ()")
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.ExecContext(ctx, "UPDATE muster_locks SET token = ? WHERE name = ?", uint64(id), name)
+	return uint64(id), err
 }
 
 func (s *session) Unlock(ctx context.Context, name string, token driver.Token) error {
