@@ -294,7 +294,8 @@ func readFile(path string) ([]byte, error) {
 // readAll is os.ReadFile in four system calls instead of ten (see
 // openFile): a GetAll reads every member's record and its session's, and
 // an IsUp one of each. It opens no os.File, so no fcntl, epoll_ctl or
-// fstat; a record is read with one read(2), and one more sees its end.
+// fstat; a record under 512 bytes is read with one read(2), and one more
+// sees its end.
 func readAll(path string) ([]byte, error) {
 	var fd int
 	var err error
