@@ -231,15 +231,25 @@ func (s *session) writeFile(dst string, data []byte) error {
 // epoll_ctl for nothing. os.NewFile does none of that for a descriptor
 // opened blocking; it asks for its flags once.
 func openFile(name string, flag int, perm os.FileMode) (*os.File, error) {
+	fd, err := openFd(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// openFd is open(2) (close-on-exec, again on EINTR), its error naming
+// the path as os.OpenFile's does.
+func openFd(name string, flag int, perm os.FileMode) (int, error) {
 	for {
 		fd, err := unix.Open(name, flag|unix.O_CLOEXEC, uint32(perm.Perm()))
-		switch err {
-		case nil:
-			return os.NewFile(uintptr(fd), name), nil
-		case unix.EINTR:
+		switch {
+		case err == unix.EINTR:
 			continue
+		case err != nil:
+			return -1, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		return fd, nil
 	}
 }
 
@@ -297,15 +307,9 @@ func readFile(path string) ([]byte, error) {
 // fstat; a record under 512 bytes is read with one read(2), and one more
 // sees its end.
 func readAll(path string) ([]byte, error) {
-	var fd int
-	var err error
-	for {
-		if fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != unix.EINTR {
-			break
-		}
-	}
+	fd, err := openFd(path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
 	defer unix.Close(fd)
 	b := make([]byte, 0, 512)
