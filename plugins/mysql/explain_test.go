@@ -59,6 +59,8 @@ func TestExplainHotPath(t *testing.T) {
 		"lock row":      {"'l0'"},
 		"lock holder":   {"'l0'"},
 		"unlock":        {"'l0'", sidLit, tokLit},
+		"insert lock":   {"'lx'", sidLit, "'lx'"},
+		"holder alive":  {"'l0'"},
 		"members":       {"'g1'", "'g1'"},
 		"member":        {"'g1'", "'m-002'", "'g1'"},
 		"end instance":  {"'i'"},

@@ -13,4 +13,6 @@ var HotQueries = map[string]string{
 	"session alive": sessionAliveSQL,
 	"lock holder":   lockHolderSQL,
 	"unlock":        unlockSQL,
+	"insert lock":   insertLockSQL + toozFreeSQL,
+	"holder alive":  holderAliveSQL,
 }

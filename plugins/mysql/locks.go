@@ -32,7 +32,9 @@ const (
 		WHERE l.name = ? AND ` + live
 	insertLockSQL = `INSERT INTO muster_locks (name, session_id, member, token, acquired_at)
 		SELECT ?, s.id, s.member, 0, CURRENT_TIMESTAMP(6) FROM muster_sessions s WHERE s.id = ? AND ` + live
-	unlockSQL = `DELETE l FROM muster_locks l JOIN muster_sessions s ON s.id = l.session_id
+	// toozFreeSQL refuses a name tooz holds: it locks name with GET_LOCK.
+	toozFreeSQL = " AND COALESCE(IS_FREE_LOCK(?), 1) = 1"
+	unlockSQL   = `DELETE l FROM muster_locks l JOIN muster_sessions s ON s.id = l.session_id
 		WHERE l.name = ? AND l.session_id = ? AND l.token = ? AND ` + live
 )
 
@@ -73,58 +75,30 @@ func (s *session) TryLock(ctx context.Context, name string) (driver.Token, error
 // takeOver replaces it.
 var errHolderGone = errors.New("the holder's session has expired")
 
-// insertLock is the lock of a free name, the usual case: the row's insert
-// (which also checks that this session is live and that tooz holds no
-// GET_LOCK of the name) and the token, four statements with BEGIN and
-// COMMIT. A name with a row is held, or errHolderGone.
+// insertLock is the lock of a free name, the usual case: insert's four
+// statements with BEGIN and COMMIT. A name with a row is held, or
+// errHolderGone.
 func (s *session) insertLock(ctx context.Context, tx *sql.Tx, name string) (uint64, error) {
-	q, args := insertLockSQL, []any{name, s.id}
-	if len(name) <= maxUserLockName {
-		// tooz locks name with GET_LOCK(name): refuse a lock it holds.
-		q, args = q+" AND COALESCE(IS_FREE_LOCK(?), 1) = 1", append(args, name)
+	tok, err := s.insert(ctx, tx, name)
+	if mysqlErrno(err) != erDupEntry {
+		return tok, err
 	}
-	res, err := tx.ExecContext(ctx, q, args...)
+	// A consistent read, no row lock: the holder is live (held), or
+	// takeOver locks the row and looks again.
+	alive, err := count(ctx, tx, holderAliveSQL, name)
 	switch {
-	case mysqlErrno(err) == erDupEntry:
-		// A consistent read, no row lock: the holder is live (held), or
-		// takeOver locks the row and looks again.
-		var alive int
-		if err := tx.QueryRowContext(ctx, holderAliveSQL, name).Scan(&alive); err != nil {
-			return 0, err
-		}
-		if alive > 0 {
-			return 0, driver.ErrLockHeld
-		}
-		return 0, errHolderGone
 	case err != nil:
 		return 0, err
+	case alive > 0:
+		return 0, driver.ErrLockHeld
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		// This session has expired, or tooz holds the name.
-		var alive int
-		if err := tx.QueryRowContext(ctx, sessionAliveSQL, s.id).Scan(&alive); err != nil {
-			return 0, err
-		}
-		if alive == 0 {
-			return 0, driver.ErrSessionLost
-		}
-		return 0, fmt.Errorf("%w: %w", driver.ErrLockHeld, errToozHeld)
-	}
-	return drawToken(ctx, tx, name)
+	return 0, errHolderGone
 }
 
 // takeOver takes a lock whose row names an expired session, holding the
 // row from the start: of two sessions taking over at once, one waits for
 // the other and then finds it live.
 func (s *session) takeOver(ctx context.Context, tx *sql.Tx, name string) (uint64, error) {
-	var free sql.NullInt64
-	if err := tx.QueryRowContext(ctx, "SELECT IS_FREE_LOCK(?)", name).Scan(&free); err != nil {
-		if len(name) <= maxUserLockName {
-			return 0, err
-		}
-	} else if free.Valid && free.Int64 == 0 {
-		return 0, fmt.Errorf("%w: %w", driver.ErrLockHeld, errToozHeld)
-	}
 	var holder string
 	err := tx.QueryRowContext(ctx, lockRowSQL, name).Scan(&holder)
 	switch {
@@ -132,11 +106,11 @@ func (s *session) takeOver(ctx context.Context, tx *sql.Tx, name string) (uint64
 	case err != nil:
 		return 0, err
 	default:
-		var alive int
-		if err := tx.QueryRowContext(ctx, sessionAliveSQL, holder).Scan(&alive); err != nil {
+		alive, err := count(ctx, tx, sessionAliveSQL, holder)
+		switch {
+		case err != nil:
 			return 0, err
-		}
-		if alive > 0 {
+		case alive > 0:
 			return 0, driver.ErrLockHeld
 		}
 		// Its holder's session expired: the lock is free to take.
@@ -144,17 +118,47 @@ func (s *session) takeOver(ctx context.Context, tx *sql.Tx, name string) (uint64
 			return 0, err
 		}
 	}
-	res, err := tx.ExecContext(ctx, insertLockSQL, name, s.id)
+	tok, err := s.insert(ctx, tx, name)
+	if mysqlErrno(err) == erDupEntry {
+		return 0, driver.ErrLockHeld
+	}
+	return tok, err
+}
+
+// insert inserts name's row and draws its token. The insert itself checks
+// that this session is live and that tooz holds no GET_LOCK of the name
+// (names longer than GET_LOCK takes are not checked: tooz cannot hold
+// them); when it inserts nothing, one more read says which. A duplicate
+// key is returned as the server's error.
+func (s *session) insert(ctx context.Context, tx *sql.Tx, name string) (uint64, error) {
+	q, args := insertLockSQL, []any{name, s.id}
+	if len(name) <= maxUserLockName {
+		q, args = q+toozFreeSQL, append(args, name)
+	}
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
-		if mysqlErrno(err) == erDupEntry {
-			return 0, driver.ErrLockHeld
-		}
 		return 0, err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return 0, driver.ErrSessionLost
+		alive, err := count(ctx, tx, sessionAliveSQL, s.id)
+		switch {
+		case err != nil:
+			return 0, err
+		case alive == 0:
+			return 0, driver.ErrSessionLost
+		}
+		return 0, fmt.Errorf("%w: %w", driver.ErrLockHeld, errToozHeld)
 	}
 	return drawToken(ctx, tx, name)
+}
+
+// count runs a COUNT(*) query of one argument.
+func count(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, query string, arg any) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, query, arg).Scan(&n)
+	return n, err
 }
 
 // drawToken gives the lock row this transaction inserted its token.
@@ -185,7 +189,7 @@ func (s *session) Unlock(ctx context.Context, name string, token driver.Token) e
 	if err == nil {
 		if n, _ := res.RowsAffected(); n == 0 {
 			var alive int
-			if err = s.db.QueryRowContext(ctx, sessionAliveSQL, s.id).Scan(&alive); err == nil {
+			if alive, err = count(ctx, s.db, sessionAliveSQL, s.id); err == nil {
 				if alive == 0 {
 					err = fmt.Errorf("%w (%w)", driver.ErrSessionLost, driver.ErrNotLocked)
 				} else {
