@@ -102,7 +102,7 @@ func runTooz(ctx context.Context, rep *report, t *table, b *backend, n, rounds i
 		name   string
 		muster func(s *session) error
 		tooz   map[string]any
-		raw    func() error // timed; join's untimed leave is in rawBatch
+		raw    func() error // timed; join's untimed leave is the caller's
 	}
 	var ops []op
 	if member {
@@ -152,7 +152,11 @@ func runTooz(ctx context.Context, rep *report, t *table, b *backend, n, rounds i
 					case 3:
 						if rerr == nil {
 							var s samples
-							s, rerr = rawBatch(o.raw, o.name == "join", func() error { return r.leave(ctx) }, k)
+							var undo func() error
+							if o.name == "join" {
+								undo = func() error { return r.leave(ctx) }
+							}
+							s, rerr = rawBatch(o.raw, undo, k)
 							rs = append(rs, s...)
 						}
 					}
@@ -256,13 +260,13 @@ func opsCell(per samples, err error) string {
 }
 func ms_(d time.Duration) string { return ms(d) }
 
-// rawBatch times k calls of the raw client's f; with leave, each is
-// followed by an untimed leave (join's undo).
-func rawBatch(f func() error, leave bool, undo func() error, k int) (samples, error) {
+// rawBatch times k calls of the raw client's f, each followed by an
+// untimed undo when there is one (join's leave).
+func rawBatch(f, undo func() error, k int) (samples, error) {
 	var out samples
 	for range k {
 		d, err := timeIt(f)
-		if err == nil && leave {
+		if err == nil && undo != nil {
 			err = undo()
 		}
 		if err != nil {

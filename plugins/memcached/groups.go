@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/bradfitz/gomemcache/memcache"
@@ -243,14 +244,7 @@ func (s *session) Join(ctx context.Context, g string, caps []byte) error {
 		// the entry without the key.
 		set := make(chan error, 1)
 		go func() { set <- s.mc.Set(s.toozMember()) }()
-		var setErr error
-		waited := false
-		wait := func() error {
-			if !waited {
-				setErr, waited = <-set, true
-			}
-			return setErr
-		}
+		wait := sync.OnceValue(func() error { return <-set })
 		defer wait() // nothing of this Join outlives it
 		for range maxRetries {
 			it, rec, err := s.getGroup(g)

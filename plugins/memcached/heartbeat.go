@@ -21,8 +21,9 @@ var errGone = errors.New("record gone")
 // one multi-get, and then renews them with compare-and-swap, so nothing
 // is renewed that someone else replaced meanwhile. The session is lost
 // (ErrSessionLost, Done closed) when its own key or one of its memberships
-// is gone: the core then opens a new session and re-joins. A held lock found gone or
-// taken is dropped; the core's check of its locks reports it lost.
+// is gone: the core then opens a new session and re-joins. A held lock
+// found gone or taken is dropped; the core's check of its locks reports it
+// lost.
 func (s *session) Heartbeat(ctx context.Context) error {
 	const op = "heartbeat"
 	if err := s.begin(ctx, op, s.member, driver.ErrSessionLost); err != nil {
